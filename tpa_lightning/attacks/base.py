@@ -1,0 +1,333 @@
+"""``Attack``: the base class. The attack loop is written once here (template method); each attack
+overrides only the hooks it needs:
+
+- :meth:`Attack.init_delta`    initial perturbation (default: zeros);
+- :meth:`Attack.transform`     differentiable input transform applied inside the gradient (DI, BSR);
+- :meth:`Attack.direction`     the ascent direction at ``x + delta`` (default: the input gradient);
+- :meth:`Attack.update`        how ``delta`` moves along the direction (default: sign step / L2 step);
+- :meth:`Attack.project`       back into the budget (and the [0, 1] box with ``clamp_each_step``).
+
+The base class owns everything around that: input checks, the model-mode context, the objective
+(summed per sample), the random generator, batched and ``max_batch``-chunked gradient passes
+(:meth:`Attack.input_grad`), EOT and ``torch.autocast``.
+
+Randomness. With ``seed=s`` each call re-seeds a ``torch.Generator`` on the input's device with
+``s``, and every random draw of a per-image quantity (noise, random start) is drawn ONCE per call
+and shared by every image of the batch: the draws of an image depend only on the seed and the
+iteration, never on the batch it is in, so attacking a batch equals attacking each image alone with
+the same seed. Random input transforms (DI, BSR) are drawn once per copy for the whole batch, as in
+the methods' published code. With ``seed=None`` the generator is seeded randomly and per-image
+noise is drawn independently for each image.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..checks import check_images, check_labels, check_positive
+from .context import model_eval_no_param_grad
+from .objectives import LOSSES, attack_objective
+
+NORMS: tuple[str, ...] = ("linf", "l2")
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "32": None, "32-true": None, "fp32": None,
+    "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16, "bf16-true": torch.bfloat16,
+    "16": torch.float16, "16-mixed": torch.float16, "fp16": torch.float16, "16-true": torch.float16,
+}
+
+
+def per_sample_norm(t: Tensor, p: float = 2.0) -> Tensor:
+    """Norm of each sample (over all but the first dim), shaped ``(N, 1, 1, ...)`` for broadcasting."""
+    flat = t.flatten(1)
+    n = flat.abs().amax(1) if p == float("inf") else flat.norm(p=p, dim=1)
+    return n.view(-1, *([1] * (t.dim() - 1)))
+
+
+def per_sample_mean_abs(t: Tensor) -> Tensor:
+    """Mean of |t| over each sample's C*H*W, shaped for broadcasting (the MI-FGSM normaliser)."""
+    return t.abs().flatten(1).mean(1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def _check_int(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class Attack:
+    """Base class of every attack: call ``atk(x, y)`` (untargeted) or ``atk(x, y, target=t)``.
+
+    Args:
+        model: classifier taking [0, 1] NCHW images, returning logits. DDP/DataParallel wrappers are
+            unwrapped. It runs in eval mode with parameter grads off; both are restored afterwards.
+        eps: budget in [0, 1] pixel units (L-inf: per element; L2: per image over C*H*W).
+            Default 8/255 (attack-specific defaults in the subclasses).
+        steps: iterations (>= 1). Default 10.
+        step_size: step per iteration, pixel units; default ``eps / steps``.
+        norm: ``"linf"`` (default) or ``"l2"`` where the attack allows it.
+        seed: seed of the attack's ``torch.Generator`` (re-seeded on every call, so the same seed
+            gives the same result); ``None`` (default) is nondeterministic.
+        max_batch: most inputs sent through the model in one forward+backward (default 1024);
+            multi-sample passes are stacked and chunked by it, so memory is bounded by it.
+        clamp_each_step: keep every iterate ``x + delta`` inside [0, 1] (default True).
+        precision: ``"32"`` (default), ``"bf16"`` or ``"16"``: the model runs under
+            ``torch.autocast``; delta, the update and the gradients stay fp32.
+        loss: ``"ce"`` (default) or ``"logit"``; see :func:`attack_objective`.
+        eot_samples: forward passes averaged per gradient (Expectation over Transformation) for
+            randomised models; default ``getattr(model, "eot_samples", 1)``.
+    """
+
+    #: registry name
+    name: ClassVar[str] = "attack"
+    #: norms this attack supports
+    norms: ClassVar[tuple[str, ...]] = ("linf",)
+    default_eps: ClassVar[float] = 8 / 255
+    default_steps: ClassVar[int] = 10
+
+    def __init__(self, model: nn.Module, eps: float | None = None, steps: int | None = None,
+                 step_size: float | None = None, norm: str = "linf", seed: int | None = None,
+                 max_batch: int = 1024, clamp_each_step: bool = True, precision: str | int = "32",
+                 loss: str = "ce", eot_samples: int | None = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.eps = float(self.default_eps if eps is None else eps)
+        check_positive("eps", self.eps, allow_zero=True)
+        self.steps = _check_int("steps", self.default_steps if steps is None else steps, 1)
+        self.step_size = float(self.eps / self.steps if step_size is None else step_size)
+        check_positive("step_size", self.step_size, allow_zero=True)
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+        if norm not in self.norms:
+            raise ValueError(f"{type(self).__name__} supports norm in {self.norms}, got {norm!r}")
+        self.norm = norm
+        self.seed = seed
+        self.max_batch = _check_int("max_batch", max_batch, 1)
+        self.clamp_each_step = bool(clamp_each_step)
+        key = str(precision)
+        if key not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; expected one of '32', 'bf16', '16'")
+        self.precision = key
+        self.autocast_dtype = PRECISIONS[key]
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
+        self.loss = loss
+        eot = getattr(model, "eot_samples", 1) if eot_samples is None else eot_samples
+        self.eot_samples = _check_int("eot_samples", eot, 1)
+        self._num_classes: int | None = None
+        # per-call state, set in __call__
+        self.net: nn.Module = model
+        self.targeted = False
+        self.generator: torch.Generator | None = None
+        self.seeded = False
+
+    # ------------------------------------------------------------------ public
+    def __call__(self, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        return self.perturb(x, y, target=target)
+
+    def perturb(self, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        """Return ``x_adv`` in [0, 1] with ``x_adv - x`` inside the budget.
+
+        ``x``: float NCHW images in [0, 1]; ``y``: true labels (N,); ``target``: target labels for
+        a targeted attack (the objective then pulls towards ``target``), or None.
+        """
+        check_images(x, "x")
+        with model_eval_no_param_grad(self.model) as net:
+            self.net = net
+            num_classes = self._infer_num_classes(x)
+            check_labels(y, x.shape[0], num_classes, "y")
+            if target is not None:
+                check_labels(target, x.shape[0], num_classes, "target")
+            labels = (target if target is not None else y).to(x.device)
+            self.targeted = target is not None
+            self.generator = self._make_generator(x.device)
+            x = x.detach().float()
+            with torch.enable_grad():
+                delta = self.run(x, labels)
+            return (x + delta).clamp(0.0, 1.0).detach().to(x.dtype)
+
+    def passes_per_image(self) -> float:
+        """Forward+backward passes per image of one call (EOT included)."""
+        return float(self.steps * self.passes_per_step() * self.eot_samples)
+
+    def passes_per_step(self) -> float:
+        """Forward+backward passes per image per iteration (before EOT). Override if not 1."""
+        return 1.0
+
+    # ------------------------------------------------------------------ template
+    def run(self, x: Tensor, labels: Tensor) -> Tensor:
+        """The attack loop, written once. Returns the final fp32 ``delta``."""
+        self.reset(x)
+        delta = self.project(x, self.init_delta(x).float())
+        for it in range(self.steps):
+            d = self.direction(x, delta, labels, it)
+            delta = self.project(x, self.update(delta, d, it))
+        return delta.detach()
+
+    # ------------------------------------------------------------------ hooks
+    def reset(self, x: Tensor) -> None:
+        """Clear per-call state (momentum buffers ...). Called once per call, before ``init_delta``."""
+
+    def init_delta(self, x: Tensor) -> Tensor:
+        """Initial perturbation (default zeros)."""
+        return torch.zeros_like(x)
+
+    def transform(self, u: Tensor, rows: slice) -> Tensor:
+        """Differentiable transform applied to the inputs ``u`` (rows ``rows`` of the stacked batch)
+        just before the model, inside the gradient. Default: identity."""
+        return u
+
+    def direction(self, x: Tensor, delta: Tensor, labels: Tensor, it: int) -> Tensor:
+        """Ascent direction at ``x + delta`` (default: the input gradient of the objective)."""
+        return self.input_grad(x + delta, labels)
+
+    def update(self, delta: Tensor, direction: Tensor, it: int) -> Tensor:
+        """Move ``delta`` along ``direction``: ``step_size * sign`` (L-inf) or an L2-normalised step."""
+        return delta + self.step_size * self.steepest(direction)
+
+    def project(self, x: Tensor, delta: Tensor) -> Tensor:
+        """Project ``delta`` into the eps-ball, and ``x + delta`` into [0, 1] if ``clamp_each_step``."""
+        if self.norm == "linf":
+            delta = delta.clamp(-self.eps, self.eps)
+        else:
+            n = per_sample_norm(delta)
+            delta = delta * torch.clamp(self.eps / n.clamp_min(1e-12), max=1.0)
+        if self.clamp_each_step:
+            delta = (x + delta).clamp(0.0, 1.0) - x
+        return delta
+
+    # ------------------------------------------------------------------ helpers
+    def steepest(self, g: Tensor) -> Tensor:
+        """Steepest-ascent unit step for the norm: ``sign(g)`` (L-inf) or ``g / ||g||_2`` (L2)."""
+        if self.norm == "linf":
+            return g.sign()
+        return g / per_sample_norm(g).clamp_min(1e-12)
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        """``torch.autocast`` for the chosen precision (a no-op at fp32)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
+
+    def input_grad(self, inputs: Tensor, labels: Tensor) -> Tensor:
+        """Input gradients of the summed objective for a (stacked) batch.
+
+        ``inputs``: (M, C, H, W), any M (e.g. B * copies stacked copy-major); ``labels``: (M,) or
+        (B,) with M a multiple of B (then repeated). Runs chunks of at most ``max_batch`` rows
+        through :meth:`transform`, the model (under autocast) and ``torch.autograd.grad`` w.r.t. the
+        input only. With ``eot_samples = E > 1`` each row is evaluated E times (stacked, chunked)
+        and the gradients averaged. Returns fp32 gradients shaped like ``inputs``.
+        """
+        m = inputs.shape[0]
+        if labels.shape[0] != m:
+            labels = labels.repeat(m // labels.shape[0])
+        e = self.eot_samples
+        flat = inputs.detach().float()
+        if e > 1:
+            flat = flat.repeat(e, 1, 1, 1)
+            labels = labels.repeat(e)
+        grads = torch.empty_like(flat)
+        total = flat.shape[0]
+        for start in range(0, total, self.max_batch):
+            stop = min(start + self.max_batch, total)
+            chunk = flat[start:stop].requires_grad_(True)
+            rows = slice(start % m if e > 1 else start, (start % m if e > 1 else start) + stop - start)
+            with self.autocast(chunk.device):
+                if e > 1 and (start // m) != ((stop - 1) // m):
+                    # chunk crosses an EOT repetition boundary: transform row by row block
+                    pieces = [self.transform(chunk[i:i + 1], slice((start + i) % m, (start + i) % m + 1))
+                              for i in range(stop - start)]
+                    u = torch.cat(pieces)
+                else:
+                    u = self.transform(chunk, rows)
+                logits = self.net(u)
+            obj = attack_objective(logits, labels[start:stop], self.targeted, self.loss)
+            (g,) = torch.autograd.grad(obj, chunk)
+            grads[start:stop] = g.float()
+        if e > 1:
+            grads = grads.view(e, m, *grads.shape[1:]).mean(0)
+        return grads
+
+    def stacked_grad(self, points: Tensor, labels: Tensor) -> Tensor:
+        """Gradients at ``points`` shaped (K, B, C, H, W): one batched, chunked pass of B*K rows."""
+        k, b = points.shape[:2]
+        return self.input_grad(points.reshape(k * b, *points.shape[2:]), labels).view(points.shape)
+
+    def _make_generator(self, device: torch.device) -> torch.Generator:
+        gen = torch.Generator(device=device)
+        self.seeded = self.seed is not None
+        if self.seed is not None:
+            gen.manual_seed(int(self.seed))
+        else:
+            gen.seed()
+        return gen
+
+    def rand_like_sample(self, x: Tensor, copies: int | None = None, low: float = 0.0,
+                         high: float = 1.0, normal: bool = False) -> Tensor:
+        """Per-image random tensor: U(low, high) (or N(0, 1) with ``normal``).
+
+        Shape ``(B, C, H, W)`` or, with ``copies=K``, ``(K, B, C, H, W)``. With a seed the draw is
+        made once per image shape and broadcast over the batch (an image's draws then depend only
+        on the seed and the iteration, never on the batch); without a seed each image gets its own.
+        """
+        assert self.generator is not None
+        b = x.shape[0]
+        lead = () if copies is None else (copies,)
+        shape = (*lead, 1 if self.seeded else b, *x.shape[1:])
+        if normal:
+            r = torch.randn(shape, generator=self.generator, device=x.device, dtype=torch.float32)
+        else:
+            r = torch.rand(shape, generator=self.generator, device=x.device, dtype=torch.float32)
+            r = r * (high - low) + low
+        return r.expand(*lead, b, *x.shape[1:]) if self.seeded else r
+
+    def rand_scalars(self, n: int, device: torch.device) -> Tensor:
+        """``n`` U(0, 1) scalars from the attack's generator (for per-copy transform parameters)."""
+        assert self.generator is not None
+        return torch.rand(n, generator=self.generator, device=device)
+
+    def _infer_num_classes(self, x: Tensor) -> int:
+        if self._num_classes is None:
+            with torch.no_grad(), self.autocast(x.device):
+                out = self.net(x[:1].float())
+            if out.dim() != 2:
+                raise ValueError(f"the model must return logits of shape (N, classes), got {tuple(out.shape)}")
+            self._num_classes = int(out.shape[1])
+        return self._num_classes
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(eps={self.eps:.5g}, steps={self.steps}, step_size={self.step_size:.5g}, "
+                f"norm={self.norm!r}, seed={self.seed}, max_batch={self.max_batch}, precision={self.precision!r})")
+
+
+class MomentumMixin(Attack):
+    """Adds the MI-FGSM update ``m <- mu m + g / mean|g|; delta += a * sign(m)`` (L2: ``m / ||m||_2``)."""
+
+    def __init__(self, model: nn.Module, *, momentum: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        check_positive("momentum", momentum, allow_zero=True)
+        self.momentum = float(momentum)
+        self.m: Tensor | None = None
+
+    def reset(self, x: Tensor) -> None:
+        self.m = None
+
+    def update(self, delta: Tensor, direction: Tensor, it: int) -> Tensor:
+        g = direction / per_sample_mean_abs(direction).clamp_min(1e-12)
+        self.m = g if self.m is None else self.momentum * self.m + g
+        return delta + self.step_size * self.steepest(self.m)
+
+
+def iterate_copies(start: int, stop: int, block: int) -> Iterator[tuple[int, int, int]]:
+    """Split rows ``[start, stop)`` of a copy-major stacked batch (copies of ``block`` rows) into
+    runs ``(copy_index, local_start, local_stop)`` relative to ``start``."""
+    r = start
+    while r < stop:
+        k = r // block
+        end = min(stop, (k + 1) * block)
+        yield k, r - start, end - start
+        r = end

@@ -1,0 +1,110 @@
+"""Neighbourhood / flatness attacks: VT (VMI), PGN and GNP (all with the MI update)."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..checks import check_positive
+from .base import MomentumMixin, _check_int, per_sample_mean_abs
+
+
+class VT(MomentumMixin):
+    """VMI-FGSM (Wang & He 2021, variance tuning): ``g = grad(x')``,
+    ``m <- mu m + (g + v) / mean|g + v|``, then ``v <- mean_j grad(x' + U(-beta eps, beta eps)) - g``
+    is used at the NEXT iteration (v = 0 at the first).
+
+    Defaults: ``copies`` N = 20, ``beta=1.5``, ``momentum=1.0``, ``eps=8/255``, ``steps=10``.
+    Cost: 1 + N passes per iteration, as ONE batched call of B*(N+1) rows (chunked by max_batch).
+    """
+
+    name: ClassVar[str] = "vt"
+
+    def __init__(self, model: nn.Module, *, copies: int = 20, beta: float = 1.5, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.copies = _check_int("copies", copies, 1)
+        check_positive("beta", beta, allow_zero=True)
+        self.beta = float(beta)
+        self.v: Tensor | None = None
+
+    def passes_per_step(self) -> float:
+        return float(1 + self.copies)
+
+    def reset(self, x: Tensor) -> None:
+        super().reset(x)
+        self.v = None
+
+    def direction(self, x: Tensor, delta: Tensor, labels: Tensor, it: int) -> Tensor:
+        u = x + delta
+        r = self.beta * self.eps
+        nb = u.unsqueeze(0) + self.rand_like_sample(x, self.copies, -r, r)
+        grads = self.stacked_grad(torch.cat([u.unsqueeze(0), nb]), labels)
+        g = grads[0]
+        out = g if self.v is None else g + self.v
+        self.v = grads[1:].mean(0) - g
+        return out
+
+
+class PGN(MomentumMixin):
+    """PGN (Ge et al. 2023, penalizing gradient norm): for N samples ``z = x' + U(-zeta, zeta)``,
+    ``g1 = grad(z)``, ``z* = z - a * g1 / mean|g1|``, ``g2 = grad(z*)``; direction
+    ``mean_n ((1 - delta) g1 + delta g2)``; MI update.
+
+    Defaults: ``copies`` N = 20, ``balance`` delta = 0.5, ``radius`` zeta = 3 eps, ``a`` = the step
+    size, ``momentum=1.0``, ``eps=8/255``, ``steps=10``. Cost: 2N passes per iteration, as two
+    batched calls of B*N rows.
+    """
+
+    name: ClassVar[str] = "pgn"
+
+    def __init__(self, model: nn.Module, *, copies: int = 20, balance: float = 0.5,
+                 radius: float | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.copies = _check_int("copies", copies, 1)
+        if not 0.0 <= balance <= 1.0:
+            raise ValueError(f"balance must be in [0, 1], got {balance}")
+        self.balance = float(balance)
+        self.radius = float(3 * self.eps if radius is None else radius)
+        check_positive("radius", self.radius, allow_zero=True)
+
+    def passes_per_step(self) -> float:
+        return float(2 * self.copies)
+
+    def direction(self, x: Tensor, delta: Tensor, labels: Tensor, it: int) -> Tensor:
+        z = (x + delta).unsqueeze(0) + self.rand_like_sample(x, self.copies, -self.radius, self.radius)
+        g1 = self.stacked_grad(z, labels)
+        norm = per_sample_mean_abs(g1.flatten(0, 1)).view(self.copies, -1, 1, 1, 1).clamp_min(1e-12)
+        g2 = self.stacked_grad(z - self.step_size * g1 / norm, labels)
+        return ((1 - self.balance) * g1 + self.balance * g2).mean(0)
+
+
+class GNP(MomentumMixin):
+    """GNP (Wu et al. 2023, gradient norm penalty): ``g1 = grad(x')``,
+    ``g2 = grad(x' + r * g1 / mean|g1|)``, ``g = (1 + beta) g1 + sign * beta * g2``; MI update.
+
+    The paper's first-order estimate of ``A - beta ||grad A||`` gives ``sign = -1`` (the DEFAULT
+    here: ``(1 + beta) g1 - beta g2``); the published code adds ``beta * g2`` (``penalty_sign=+1``).
+    Defaults: ``r=0.01``, ``beta=0.8``, ``momentum=1.0``, ``eps=8/255``, ``steps=10``.
+    Cost: 2 passes per iteration (sequential: the second point depends on the first gradient).
+    """
+
+    name: ClassVar[str] = "gnp"
+
+    def __init__(self, model: nn.Module, *, r: float = 0.01, beta: float = 0.8, penalty_sign: float = -1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        check_positive("r", r, allow_zero=True)
+        check_positive("beta", beta, allow_zero=True)
+        if penalty_sign not in (-1.0, 1.0):
+            raise ValueError(f"penalty_sign must be -1 (paper) or +1 (published code), got {penalty_sign}")
+        self.r, self.beta, self.penalty_sign = float(r), float(beta), float(penalty_sign)
+
+    def passes_per_step(self) -> float:
+        return 2.0
+
+    def direction(self, x: Tensor, delta: Tensor, labels: Tensor, it: int) -> Tensor:
+        u = x + delta
+        g1 = self.input_grad(u, labels)
+        g2 = self.input_grad(u + self.r * g1 / per_sample_mean_abs(g1).clamp_min(1e-12), labels)
+        return (1 + self.beta) * g1 + self.penalty_sign * self.beta * g2

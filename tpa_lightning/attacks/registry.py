@@ -1,0 +1,40 @@
+"""``ATTACKS`` (name -> class), ``build_attack`` and ``attack_passes_per_image``."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .base import Attack
+from .gradient import BIM, FGSM, PGD
+from .input_diversity import BSR, DI, SSA, TI
+from .momentum import MI, NI
+from .neighbourhood import GNP, PGN, VT
+from .rap import RAP
+from .tpa import TPA
+
+#: Every attack by its registry name.
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (FGSM, PGD, BIM, MI, NI, DI, TI, VT, SSA, PGN, GNP, RAP, BSR, TPA)
+}
+
+
+def build_attack(name: str, model: nn.Module, **options: Any) -> Attack:
+    """Build the attack ``name`` (case-insensitive; see ``ATTACKS``) on ``model`` with ``options``
+    (``eps``, ``steps``, ``step_size``, ``norm``, ``seed``, ``max_batch``, ... and the attack's own)."""
+    key = str(name).lower()
+    if key not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known: {', '.join(sorted(ATTACKS))}")
+    try:
+        return ATTACKS[key](model, **options)
+    except TypeError as err:
+        raise ValueError(f"bad option for attack {key!r}: {err}") from None
+
+
+def attack_passes_per_image(attack: Attack) -> float:
+    """Forward+backward passes per image one call of ``attack`` makes (EOT included).
+
+    E.g. TPA with N copies and T steps: ``T * (1 + 2N)``; the throughput bound of an attack is raw
+    forward+backward images/s divided by this number.
+    """
+    return attack.passes_per_image()

@@ -1,0 +1,314 @@
+"""Structured configs (omegaconf dataclasses) for train.py and evaluate.py, and how they are loaded.
+
+Order of precedence, lowest first: the dataclass defaults, ``configs/train.yaml`` (or
+``evaluate.yaml``), an ``experiment=NAME`` group file, ``--config FILE``, group selections such as
+``data=cifar10`` (files in ``configs/<group>/``), then ``key=value`` overrides. Config values are
+data: nothing in them is ever executed or imported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+GROUPS = ("data", "model", "attack", "defense", "experiment")
+
+
+class ConfigError(ValueError):
+    """A bad config: its message is one line that names the key and what is allowed."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion_mnist"          # fashion_mnist | cifar10 | image_folder
+    root: str = "data"
+    batch_size: int = 128                # per process
+    eval_batch_size: Optional[int] = None
+    num_workers: int = 0
+    augment: bool = False
+    limit_train: Optional[int] = None    # fixed subset of the training images (None: all)
+    limit_test: Optional[int] = None     # fixed subset of the test (and validation) images
+    val_size: int = 1000                 # held out of the training set, fixed by seed
+    jpeg_dir: Optional[str] = None       # folder with the CIFAR-10 JPEG copy's tar.gz files
+    image_size: Optional[int] = None     # image_folder: centre-crop size
+    download: bool = False
+
+
+@dataclass
+class ModelConfig:
+    name: str = "small_cnn"              # small_cnn | cifar_resnet18 | timm:<name> | pretrained:<name> | robustbench:<name> | path
+    arch: Optional[str] = None           # architecture of a plain state-dict file
+    model_dir: str = "models"            # where robustbench weights are read from
+    normalize: bool = True               # put the dataset's mean/std inside the model
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AttackConfig:
+    """An attack and its options; None means the attack's own default (see its docstring)."""
+
+    name: str = "tpa"
+    eps: float = 0.1                     # L-inf budget in [0, 1] pixel units
+    steps: int = 3
+    step_size: Optional[float] = None
+    norm: str = "linf"
+    copies: Optional[int] = 2            # TPA N
+    mode: Optional[str] = None           # TPA: official | paper
+    noise_radius: Optional[float] = None
+    lookahead: Optional[float] = None
+    mix: Optional[float] = None
+    momentum: Optional[float] = None
+    lam: Optional[float] = None
+    init: Optional[str] = None
+    loss: Optional[str] = None           # ce | logit
+    clamp_each_step: Optional[bool] = None
+    max_batch: int = 4096
+    seed: Optional[int] = None           # None: derived from the run's seed
+    options: Dict[str, Any] = field(default_factory=dict)   # any other keyword of the attack
+
+
+def _val_attack() -> AttackConfig:
+    return AttackConfig(name="pgd", eps=0.1, steps=10, copies=None)
+
+
+@dataclass
+class TrainingConfig:
+    objective: str = "tpa_at"            # clean | pgd_at | trades | mart | fast_at | tpa_at | gaussian_noise
+    adv_ratio: float = 1.0               # share of each batch replaced by adversarial examples
+    warmup_epochs: int = 0               # epochs of clean training before the attack starts
+    eps_ramp_epochs: int = 0             # eps grows linearly to attack.eps over these epochs
+    trades_beta: float = 6.0
+    mart_beta: float = 6.0
+    noise_sigma: float = 0.25            # gaussian_noise objective (randomized smoothing base model)
+    optimizer: str = "adamw"             # sgd | adamw
+    lr: float = 0.002
+    weight_decay: float = 0.0005
+    sgd_momentum: float = 0.9
+    schedule: str = "cosine"             # none | cosine | onecycle
+    val_attack: AttackConfig = field(default_factory=_val_attack)
+    val_attack_batches: Optional[int] = None   # attack only this many validation batches (None: all)
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to ``lightning.Trainer`` (precision may be 32, bf16 or 16 as shorthand)."""
+
+    max_epochs: int = 3
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32"
+    limit_train_batches: Optional[float] = None
+    limit_val_batches: Optional[float] = None
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+    gradient_clip_val: Optional[float] = None
+    fast_dev_run: bool = False
+
+
+@dataclass
+class PurifierConfig:
+    """``task=purifier``: train an NRP purifier (defenses/nrp)."""
+
+    nb: int = 2
+    nf: int = 32
+    gc: int = 16
+    eps: float = 0.0627                  # 16/255, SSP budget
+    ssp_steps: int = 3
+    pixel_weight: float = 1.0
+    lr: float = 0.0002
+    feature_model: Optional[str] = None  # model spec for the feature extractor (default: model.name)
+
+
+@dataclass
+class TrainConfig:
+    experiment: str = "fmnist_tpa_at"
+    task: str = "classifier"             # classifier | purifier
+    seed: int = 0
+    out: Optional[str] = None            # default outputs/<experiment>/<timestamp>
+    ckpt_path: Optional[str] = None      # "last" resumes the newest run of this experiment, or a path
+    data: DataConfig = field(default_factory=lambda: DataConfig(limit_train=10000))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    purifier: PurifierConfig = field(default_factory=PurifierConfig)
+
+
+def _eval_attacks() -> List[AttackConfig]:
+    return [AttackConfig(name="pgd", steps=10, copies=None), AttackConfig(name="tpa", steps=10, copies=4)]
+
+
+@dataclass
+class EvaluateConfig:
+    seed: int = 0
+    out: str = "outputs/evaluate"
+    checkpoint: Optional[str] = None     # default: last.ckpt of the newest default training run
+    data: DataConfig = field(default_factory=lambda: DataConfig(limit_test=500, batch_size=250))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    eps: List[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2])
+    attacks: List[AttackConfig] = field(default_factory=_eval_attacks)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_epochs=1))
+
+
+SCHEMAS: dict[str, type] = {"train": TrainConfig, "evaluate": EvaluateConfig}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "data.name": ("fashion_mnist", "cifar10", "image_folder"),
+    "task": ("classifier", "purifier"),
+    "training.objective": ("clean", "pgd_at", "trades", "mart", "fast_at", "tpa_at", "gaussian_noise"),
+    "training.optimizer": ("sgd", "adamw"),
+    "training.schedule": ("none", "cosine", "onecycle"),
+    "trainer.precision": ("32", "bf16", "16", "64", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
+}
+
+
+def _one_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _read_yaml(path: Path, what: str) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"{what}: file not found: {path}")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as err:  # a YAML syntax error: report it in one line
+        raise ConfigError(f"{what}: cannot parse {path}: {_one_line(err)}") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{what}: {path} must hold a mapping of keys, got a list")
+    return loaded
+
+
+def _group_file(group: str, name: str) -> Path:
+    path = CONFIG_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+        raise ConfigError(f"{group}={name}: no such config; allowed: {', '.join(options) or '(none)'}")
+    return path
+
+
+def _merge(base: DictConfig, *others: Any) -> DictConfig:
+    try:
+        merged = OmegaConf.merge(base, *others)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err)) from None
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+def _describe(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None) or ""
+    msg = _one_line(err)
+    if "not in struct" in msg or "Key '" in msg and "not" in msg:
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        return f"{key}: unknown config key" + (f" under '{parent}'" if parent else "")
+    return f"{key}: {msg}" if key else msg
+
+
+def load_config(kind: str, argv_overrides: list[str], config_file: str | None = None) -> DictConfig:
+    """The resolved, validated config of ``kind`` ("train" or "evaluate")."""
+    schema = OmegaConf.structured(SCHEMAS[kind])
+    OmegaConf.set_struct(schema, True)
+    layers: list[Any] = []
+    default_file = CONFIG_DIR / f"{kind}.yaml"
+    if default_file.is_file():
+        layers.append(_read_yaml(default_file, f"configs/{kind}.yaml"))
+    groups: list[tuple[str, str]] = []
+    dotlist: list[str] = []
+    for item in argv_overrides:
+        if "=" not in item:
+            raise ConfigError(f"{item}: expected key=value")
+        key, value = item.split("=", 1)
+        if key in GROUPS and "." not in value and "/" not in value and value and not value.startswith("{"):
+            groups.append((key, value))
+        else:
+            dotlist.append(item)
+    experiment = next((v for k, v in groups if k == "experiment"), None)
+    if experiment is not None:
+        exp = _read_yaml(_group_file("experiment", experiment), f"experiment={experiment}")
+        if kind == "train" and "experiment" not in exp:
+            exp["experiment"] = experiment
+        layers.append(exp)
+    if config_file:
+        layers.append(_read_yaml(Path(config_file), "--config"))
+    for group, name in groups:
+        if group == "experiment":
+            continue
+        node = _read_yaml(_group_file(group, name), f"{group}={name}")
+        layers.append(OmegaConf.create({group: node}))
+    try:
+        layers.append(OmegaConf.from_dotlist(dotlist))
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err)) from None
+    cfg = _merge(schema, *layers)
+    validate(cfg)
+    return cfg
+
+
+def _check_attack(prefix: str, a: DictConfig) -> None:
+    if a.eps < 0:
+        raise ConfigError(f"{prefix}.eps: must be >= 0, got {a.eps}")
+    if a.steps < 1:
+        raise ConfigError(f"{prefix}.steps: must be >= 1, got {a.steps}")
+    if a.copies is not None and a.copies < 1:
+        raise ConfigError(f"{prefix}.copies: must be >= 1, got {a.copies}")
+    if a.step_size is not None and a.step_size <= 0:
+        raise ConfigError(f"{prefix}.step_size: must be > 0, got {a.step_size}")
+    if a.max_batch < 1:
+        raise ConfigError(f"{prefix}.max_batch: must be >= 1, got {a.max_batch}")
+    if a.norm not in ("linf", "l2"):
+        raise ConfigError(f"{prefix}.norm: must be one of linf, l2, got {a.norm}")
+    if a.mode is not None and a.mode not in ("official", "paper"):
+        raise ConfigError(f"{prefix}.mode: must be one of official, paper, got {a.mode}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject impossible values with a one-line ConfigError naming the key."""
+    for key, allowed in _CHOICES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and str(value) not in allowed:
+            raise ConfigError(f"{key}: must be one of {', '.join(allowed)}, got {value}")
+    d = cfg.data
+    for key in ("batch_size", "limit_train", "limit_test", "eval_batch_size"):
+        if d[key] is not None and d[key] < 1:
+            raise ConfigError(f"data.{key}: must be >= 1, got {d[key]}")
+    if d.val_size < 0 or d.num_workers < 0:
+        raise ConfigError("data.val_size and data.num_workers: must be >= 0")
+    if "attack" in cfg:
+        _check_attack("attack", cfg.attack)
+    if "training" in cfg:
+        t = cfg.training
+        _check_attack("training.val_attack", t.val_attack)
+        if not 0.0 <= t.adv_ratio <= 1.0:
+            raise ConfigError(f"training.adv_ratio: must be in [0, 1], got {t.adv_ratio}")
+        if t.lr <= 0:
+            raise ConfigError(f"training.lr: must be > 0, got {t.lr}")
+        if t.noise_sigma <= 0:
+            raise ConfigError(f"training.noise_sigma: must be > 0, got {t.noise_sigma}")
+        for key in ("warmup_epochs", "eps_ramp_epochs"):
+            if t[key] < 0:
+                raise ConfigError(f"training.{key}: must be >= 0, got {t[key]}")
+    if "attacks" in cfg:
+        for i, a in enumerate(cfg.attacks):
+            _check_attack(f"attacks[{i}]", a)
+    if "eps" in cfg:
+        for e in cfg.eps:
+            if e < 0:
+                raise ConfigError(f"eps: every value must be >= 0, got {e}")
+    if cfg.trainer.max_epochs < 1:
+        raise ConfigError(f"trainer.max_epochs: must be >= 1, got {cfg.trainer.max_epochs}")
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain dicts/lists/scalars (what goes into checkpoints and reports)."""
+    out = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(out, dict)
+    return out  # type: ignore[return-value]

@@ -1,0 +1,142 @@
+"""The train.py job: config -> data + model -> AdversarialTrainingModule -> Trainer -> checkpoints."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+from omegaconf import DictConfig
+
+from ..config import ConfigError, to_container
+from ..data import RobustDataModule
+from .module import AdversarialTrainingModule
+
+PRECISION = {"32": "32-true", "64": "64-true", "bf16": "bf16-mixed", "16": "16-mixed"}
+
+
+def lightning_precision(p: str) -> str:
+    return PRECISION.get(str(p), str(p))
+
+
+def datamodule_from(cfg: DictConfig) -> RobustDataModule:
+    d = cfg.data
+    return RobustDataModule(name=d.name, root=d.root, batch_size=d.batch_size, num_workers=d.num_workers,
+                            augment=d.augment, limit_train=d.limit_train, limit_test=d.limit_test,
+                            val_size=d.val_size, jpeg_dir=d.jpeg_dir, image_size=d.image_size,
+                            download=d.download, eval_batch_size=d.eval_batch_size)
+
+
+def module_from(cfg: DictConfig, dm: RobustDataModule) -> AdversarialTrainingModule:
+    info = dm.info
+    t = cfg.training
+    c = to_container(cfg)
+    return AdversarialTrainingModule(
+        model_spec=cfg.model.name, num_classes=info.num_classes, in_chans=info.in_chans,
+        mean=list(info.mean) if cfg.model.normalize else None,
+        std=list(info.std) if cfg.model.normalize else None,
+        model_kwargs=c["model"]["kwargs"], objective=t.objective, attack=c["attack"],
+        val_attack=c["training"]["val_attack"], adv_ratio=t.adv_ratio, warmup_epochs=t.warmup_epochs,
+        eps_ramp_epochs=t.eps_ramp_epochs, trades_beta=t.trades_beta, mart_beta=t.mart_beta,
+        noise_sigma=t.noise_sigma, optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay,
+        sgd_momentum=t.sgd_momentum, schedule=t.schedule, val_attack_batches=t.val_attack_batches,
+        seed=cfg.seed, precision=str(cfg.trainer.precision), model_dir=cfg.model.model_dir,
+    )
+
+
+def newest_run(experiment: str, root: Path = Path("outputs")) -> Path | None:
+    """The newest ``outputs/<experiment>/<timestamp>`` folder holding ``checkpoints/last.ckpt``."""
+    runs = sorted((p.parent.parent for p in (root / experiment).glob("*/checkpoints/last.ckpt")),
+                  key=lambda p: p.name)
+    return runs[-1] if runs else None
+
+
+def resolve_out_and_resume(cfg: DictConfig) -> tuple[Path, str | None]:
+    ckpt = cfg.ckpt_path
+    if ckpt == "last":
+        run = Path(cfg.out) if cfg.out else newest_run(cfg.experiment)
+        if run is None or not (run / "checkpoints" / "last.ckpt").is_file():
+            where = run or Path("outputs") / cfg.experiment
+            raise FileNotFoundError(f"ckpt_path=last: no checkpoints/last.ckpt under {where} to resume from")
+        return run, str(run / "checkpoints" / "last.ckpt")
+    out = Path(cfg.out) if cfg.out else Path("outputs") / cfg.experiment / time.strftime("%Y%m%d-%H%M%S")
+    if ckpt is not None and not Path(ckpt).is_file():
+        raise FileNotFoundError(f"ckpt_path: file not found: {ckpt}")
+    return out, ckpt
+
+
+def loggers_for(out: Path) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(str(out), name="", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(str(out), name="", version="tensorboard"))
+    except ImportError:
+        pass
+    return loggers
+
+
+def trainer_from(cfg: DictConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
+    t = cfg.trainer
+    kwargs: dict[str, Any] = {k: t[k] for k in ("limit_train_batches", "limit_val_batches",
+                                                 "gradient_clip_val") if t[k] is not None}
+    strategy: Any = t.strategy
+    if strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = DDPStrategy(process_group_backend=None)  # gloo on CPU, NCCL on GPUs
+    return L.Trainer(
+        default_root_dir=str(out), max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
+        strategy=strategy, num_nodes=t.num_nodes, precision=lightning_precision(t.precision),  # type: ignore[arg-type]
+        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.enable_progress_bar,
+        deterministic=t.deterministic, fast_dev_run=t.fast_dev_run, inference_mode=False,
+        callbacks=callbacks, logger=loggers_for(out), **kwargs,
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run the training job of ``cfg`` (see configs/train.yaml); returns the final metrics."""
+    if cfg.task == "purifier":
+        from .purifier import train_purifier_job
+
+        return train_purifier_job(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    out, resume = resolve_out_and_resume(cfg)
+    dm = datamodule_from(cfg)
+    module = module_from(cfg, dm)
+    ckpt_dir = out / "checkpoints"
+    best = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-epoch{epoch}", monitor="val/adv_acc",
+                           mode="max", save_last=True, auto_insert_metric_name=False)
+    trainer = trainer_from(cfg, out, [best])
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        from omegaconf import OmegaConf
+
+        OmegaConf.save(cfg, out / "config.yaml")
+    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
+    summary = {
+        "experiment": cfg.experiment, "out": str(out), "epochs": int(trainer.current_epoch),
+        "clean_acc": metrics.get("val/clean_acc"), "robust_acc": metrics.get("val/adv_acc"),
+        "robust_attack": to_container(cfg)["training"]["val_attack"], "metrics": metrics,
+        "last_checkpoint": str(ckpt_dir / "last.ckpt"), "best_checkpoint": best.best_model_path,
+        "data": {"name": cfg.data.name, "source": dm.source, "train": len(dm.train_set or []),
+                 "val": len(dm.val_set or [])},
+    }
+    if trainer.is_global_zero:
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        ra = summary["robust_acc"]
+        ca = summary["clean_acc"]
+        va = cfg.training.val_attack
+        print(f"done: clean accuracy {ca:.4f}, robust accuracy {ra:.4f} "
+              f"({va.name}, eps={va.eps}, {va.steps} steps) on {summary['data']['val']} validation images; "
+              f"checkpoint {summary['last_checkpoint']}" if ca is not None and ra is not None
+              else f"done: checkpoints in {ckpt_dir}")
+    if not (ckpt_dir / "last.ckpt").is_file() and not cfg.trainer.fast_dev_run:
+        raise ConfigError(f"training finished but wrote no checkpoint in {ckpt_dir}")
+    return summary
