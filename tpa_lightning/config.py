@@ -147,14 +147,87 @@ def _eval_attacks() -> List[AttackConfig]:
 
 
 @dataclass
+class TransferSettings:
+    """Transfer matrix: adversarial examples crafted on each source by each attack (at the attack's
+    ``eps``, or ``eps`` here), scored on each target. ``model`` names the evaluated model; other
+    entries are model specs (``small_cnn``, ``robustbench:<name>``, a checkpoint path ...)."""
+
+    enabled: bool = True
+    sources: List[str] = field(default_factory=lambda: ["model"])
+    targets: List[str] = field(default_factory=lambda: ["model"])
+    defended_targets: bool = True        # also score every entry of ``defenses`` (around the model)
+    eps: Optional[float] = None          # None: each attack's own eps
+
+
+@dataclass
+class DefenseSettings:
+    """A defense of ``defenses/`` around the evaluated model, attacked adaptively."""
+
+    name: str = "bitdepth"
+    options: Dict[str, Any] = field(default_factory=dict)   # keywords of defenses.build_defense
+    bpda: bool = True                    # False: plain gradients (grad_mode "none"), shows masking
+    eot_samples: Optional[int] = None    # None: as the defense declares; 1 disables EOT
+
+
+def _eval_defenses() -> List[DefenseSettings]:
+    return [DefenseSettings(name="bitdepth", options={"bits": 3}), DefenseSettings(name="fd")]
+
+
+@dataclass
+class CertifySettings:
+    """Randomized smoothing certification (defenses ``rs``) of the evaluated model."""
+
+    enabled: bool = True
+    sigmas: List[float] = field(default_factory=lambda: [0.25])
+    n0: int = 10
+    n: int = 100
+    alpha: float = 0.001
+    limit: Optional[int] = 50            # certify only the first N test images (None: all)
+    batch_size: int = 1000               # noisy rows per forward pass
+    radii: List[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0])
+
+
+@dataclass
+class AutoAttackSettings:
+    """AutoAttack through ``pyautoattack`` (Linf) on the evaluated model."""
+
+    enabled: bool = False
+    version: str = "standard"            # standard | plus | rand | custom
+    attacks: List[str] = field(default_factory=list)   # for version=custom, e.g. [apgd-ce, apgd-t]
+    eps: Optional[float] = None          # None: the largest value of ``eps``
+    limit: Optional[int] = None          # only the first N test images (None: all)
+    batch_size: int = 250
+
+
+@dataclass
+class SanitySettings:
+    """Checks that catch broken evaluations (Carlini et al. 2019; AutoAttack's checks)."""
+
+    enabled: bool = True
+    tolerance: float = 0.02              # slack (a fraction of images) for "must not rise" comparisons
+    unbounded_eps: float = 1.0           # an attack this large must reach about 0 %
+    unbounded_steps: int = 20
+    unbounded_max_acc: float = 0.05
+    max_zero_grad: float = 0.05          # most images allowed with an all-zero input gradient
+    noise_draws: int = 8                 # gradient-free check: random sign noise of the largest eps
+
+
+@dataclass
 class EvaluateConfig:
     seed: int = 0
     out: str = "outputs/evaluate"
     checkpoint: Optional[str] = None     # default: last.ckpt of the newest default training run
+    experiment: str = "fmnist_tpa_at"    # whose newest run gives the default checkpoint
+    resume: bool = True                  # reuse per-section results cached in <out>/cache
     data: DataConfig = field(default_factory=lambda: DataConfig(limit_test=500, batch_size=250))
     model: ModelConfig = field(default_factory=ModelConfig)
     eps: List[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2])
     attacks: List[AttackConfig] = field(default_factory=_eval_attacks)
+    transfer: TransferSettings = field(default_factory=TransferSettings)
+    defenses: List[DefenseSettings] = field(default_factory=_eval_defenses)
+    certify: CertifySettings = field(default_factory=CertifySettings)
+    autoattack: AutoAttackSettings = field(default_factory=AutoAttackSettings)
+    sanity: SanitySettings = field(default_factory=SanitySettings)
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_epochs=1))
 
 
@@ -303,8 +376,71 @@ def validate(cfg: DictConfig) -> None:
         for e in cfg.eps:
             if e < 0:
                 raise ConfigError(f"eps: every value must be >= 0, got {e}")
+    if "certify" in cfg:
+        _validate_evaluate(cfg)
     if cfg.trainer.max_epochs < 1:
         raise ConfigError(f"trainer.max_epochs: must be >= 1, got {cfg.trainer.max_epochs}")
+
+
+def _validate_evaluate(cfg: DictConfig) -> None:
+    """Keys of EvaluateConfig: names of attacks and defenses, budgets, smoothing settings."""
+    from defenses import DEFENSES
+
+    from .attacks import ATTACKS
+
+    if not cfg.eps:
+        raise ConfigError("eps: must hold at least one value, e.g. eps=[0,0.1]")
+    for i, a in enumerate(cfg.attacks):
+        if str(a.name).lower() not in ATTACKS:
+            raise ConfigError(f"attacks[{i}].name: unknown attack '{a.name}'; allowed: {', '.join(sorted(ATTACKS))}")
+    for i, d in enumerate(cfg.defenses):
+        parts = str(d.name).split("+")
+        bad = [p for p in parts if p not in DEFENSES]
+        if bad:
+            raise ConfigError(f"defenses[{i}].name: unknown defense '{d.name}'; allowed: "
+                              f"{', '.join(sorted(DEFENSES))} (or a chain such as jpeg+fd)")
+        if d.eot_samples is not None and d.eot_samples < 1:
+            raise ConfigError(f"defenses[{i}].eot_samples: must be >= 1, got {d.eot_samples}")
+    t = cfg.transfer
+    if t.eps is not None and t.eps < 0:
+        raise ConfigError(f"transfer.eps: must be >= 0, got {t.eps}")
+    c = cfg.certify
+    for s in c.sigmas:
+        if s <= 0:
+            raise ConfigError(f"certify.sigmas: every sigma must be > 0, got {s}")
+    for key in ("n0", "n", "batch_size"):
+        if c[key] < 1:
+            raise ConfigError(f"certify.{key}: must be >= 1, got {c[key]}")
+    if c.limit is not None and c.limit < 1:
+        raise ConfigError(f"certify.limit: must be >= 1, got {c.limit}")
+    if not 0.0 < c.alpha < 1.0:
+        raise ConfigError(f"certify.alpha: must be in (0, 1), got {c.alpha}")
+    if any(r < 0 for r in c.radii):
+        raise ConfigError("certify.radii: every radius must be >= 0")
+    aa = cfg.autoattack
+    if aa.version not in ("standard", "plus", "rand", "custom"):
+        raise ConfigError(f"autoattack.version: must be one of standard, plus, rand, custom, got {aa.version}")
+    known_aa = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+    for name in aa.attacks:
+        if name not in known_aa:
+            raise ConfigError(f"autoattack.attacks: unknown attack '{name}'; allowed: {', '.join(known_aa)}")
+    if aa.version == "custom" and aa.enabled and not aa.attacks:
+        raise ConfigError("autoattack.attacks: version=custom needs a list of attacks, e.g. [apgd-ce]")
+    if aa.eps is not None and aa.eps < 0:
+        raise ConfigError(f"autoattack.eps: must be >= 0, got {aa.eps}")
+    if aa.limit is not None and aa.limit < 1:
+        raise ConfigError(f"autoattack.limit: must be >= 1, got {aa.limit}")
+    if aa.batch_size < 1:
+        raise ConfigError(f"autoattack.batch_size: must be >= 1, got {aa.batch_size}")
+    s = cfg.sanity
+    if s.tolerance < 0 or s.unbounded_eps < 0 or not 0.0 <= s.unbounded_max_acc <= 1.0:
+        raise ConfigError("sanity.tolerance, sanity.unbounded_eps: must be >= 0; sanity.unbounded_max_acc: in [0, 1]")
+    if s.unbounded_steps < 1 or s.noise_draws < 1:
+        raise ConfigError("sanity.unbounded_steps and sanity.noise_draws: must be >= 1")
+    if not 0.0 <= s.max_zero_grad <= 1.0:
+        raise ConfigError(f"sanity.max_zero_grad: must be in [0, 1], got {s.max_zero_grad}")
+    if cfg.checkpoint is not None and not Path(str(cfg.checkpoint)).is_file():
+        raise ConfigError(f"checkpoint: file not found: {cfg.checkpoint}")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -1,0 +1,232 @@
+"""The evaluate.py job: config -> data + models (+ defenses) -> sections in a Lightning test loop ->
+report.json, report.md, CSV tables and PNG plots under ``out``."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from ..config import to_container
+from .autoattack_eval import AutoAttackSection
+from .cache import SectionCache, settings_key
+from .certified import CertifySection
+from .dataset import TensorImages, fingerprint
+from .defended import DefenseSection, declared
+from .probes import ProbeSection
+from .provenance import file_sha256, model_fingerprint, versions
+from .section import Section, attack_label
+from .transfer import TransferSection
+from .whitebox import CleanSection, WhiteBoxSection
+
+MODEL = "model"
+
+
+def resolve_model_spec(cfg: DictConfig) -> tuple[str, str | None]:
+    """``(spec, checkpoint)`` of the evaluated model: ``checkpoint=`` if given; else ``model.name`` if
+    it names weights (``pretrained:``, ``robustbench:`` or a file); else ``last.ckpt`` of the newest
+    run of ``experiment`` under ``outputs/`` (FileNotFoundError if there is none)."""
+    if cfg.checkpoint:
+        path = Path(str(cfg.checkpoint))
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint: file not found: {path}")
+        return str(path), str(path)
+    name = str(cfg.model.name)
+    if name.startswith(("pretrained:", "robustbench:")):
+        return name, None
+    if Path(name).is_file():
+        return name, name
+    from ..training.run import newest_run
+
+    run = newest_run(str(cfg.experiment))
+    if run is None:
+        raise FileNotFoundError(
+            f"no checkpoint to evaluate: no outputs/{cfg.experiment}/<timestamp>/checkpoints/last.ckpt; "
+            "run `python train.py` first or pass checkpoint=PATH")
+    path = run / "checkpoints" / "last.ckpt"
+    return str(path), str(path)
+
+
+def _build(spec: str, cfg: DictConfig, info: Any) -> nn.Module:
+    from ..models import build_model
+
+    torch.manual_seed(int(cfg.seed))      # random-init architectures are repeatable
+    m = cfg.model
+    kwargs = dict(to_container(cfg)["model"]["kwargs"]) if not Path(spec).exists() else {}
+    model = build_model(spec, num_classes=info.num_classes, in_chans=info.in_chans,
+                        mean=list(info.mean) if m.normalize else None, std=list(info.std) if m.normalize else None,
+                        model_dir=str(m.model_dir), arch=m.arch, **kwargs)
+    return model.eval()
+
+
+def defended_models(cfg: DictConfig, model: nn.Module) -> tuple[dict[str, nn.Module], dict[str, dict[str, Any]]]:
+    """The defenses of ``cfg.defenses`` around ``model``, and what each declares / is attacked with."""
+    import defenses
+
+    entries = to_container(cfg)["defenses"]
+    names = [str(d["name"]) for d in entries]
+    out: dict[str, nn.Module] = {}
+    info: dict[str, dict[str, Any]] = {}
+    for i, d in enumerate(entries):
+        key = names[i] if names.count(names[i]) == 1 else f"{names[i]}#{i}"
+        opts = dict(d.get("options") or {})
+        if "seed" in defenses.defense_options(d["name"].split("+")[0]) and "+" not in d["name"]:
+            opts.setdefault("seed", int(cfg.seed))
+        dm = defenses.build_defense(d["name"], model, **opts).eval()
+        if not d.get("bpda", True) and hasattr(dm, "set_grad_mode"):
+            dm.set_grad_mode("none")
+        decl = declared(dm)
+        decl["eot_samples_used"] = int(d["eot_samples"]) if d.get("eot_samples") is not None else decl["eot_samples"]
+        decl["bpda_used"] = bool(d.get("bpda", True)) and decl["gradient"] == "bpda"
+        decl["grad_mode"] = getattr(dm, "grad_mode", "default")
+        out[key], info[key] = dm, {"settings": d, **decl}
+    return out, info
+
+
+def plan_sections(cfg: DictConfig, model_ids: dict[str, Any], def_info: dict[str, dict[str, Any]],
+                  data_id: dict[str, Any]) -> tuple[list[Section], dict[str, Any]]:
+    """The report's sections, and notes for the sections that are switched off or empty."""
+    c = to_container(cfg)
+    seed = int(cfg.seed)
+    attacks = c["attacks"]
+    labels = attack_label(attacks)
+    eps = sorted({float(e) for e in c["eps"]})
+    sections: list[Section] = [CleanSection()]
+    sections += [WhiteBoxSection(a, lab, eps, seed) for a, lab in zip(attacks, labels)]
+    notes: dict[str, Any] = {}
+    t = c["transfer"]
+    if t["enabled"] and attacks:
+        sources = list(dict.fromkeys([MODEL if s == MODEL else s for s in t["sources"]]))
+        targets = list(dict.fromkeys(list(t["targets"]) + (list(def_info) if t["defended_targets"] else [])))
+        if sources and targets:
+            t_eps = [float(t["eps"]) if t["eps"] is not None else float(a["eps"]) for a in attacks]
+            sections.append(TransferSection(sources, targets, attacks, labels, t_eps, seed,
+                                            {k: model_ids.get(k) for k in sources + targets}))
+        if not [s for s in sources if s != MODEL]:
+            notes["transfer"] = ("no surrogate configured (transfer.sources holds only the evaluated model): "
+                                 "the matrix has the white-box diagonal and transfer to the defended targets")
+    else:
+        notes["transfer"] = "switched off (transfer.enabled=false) or no attacks"
+    for key, info in def_info.items():
+        d_eps = [float(a["eps"]) for a in attacks]
+        sections.append(DefenseSection(key, info["settings"], attacks, labels, d_eps, seed,
+                                       int(cfg.sanity.noise_draws), {k: v for k, v in info.items() if k != "settings"}))
+    if not def_info:
+        notes["defenses"] = "no defenses configured (defenses=[])"
+    cs = c["certify"]
+    if cs["enabled"]:
+        sections += [CertifySection(s, cs["n0"], cs["n"], cs["alpha"], cs["limit"], cs["batch_size"],
+                                    cs["radii"], seed) for s in cs["sigmas"]]
+    else:
+        notes["certified"] = "switched off (certify.enabled=false)"
+    aa = c["autoattack"]
+    if aa["enabled"]:
+        aa_eps = float(aa["eps"]) if aa["eps"] is not None else max(eps)
+        sections.append(AutoAttackSection(aa_eps, aa["version"], aa["attacks"], aa["limit"], aa["batch_size"], seed))
+    else:
+        notes["autoattack"] = "switched off (autoattack.enabled=false; it is slow on a CPU)"
+    if cfg.sanity.enabled:
+        sections.append(ProbeSection(eps, cfg.sanity.unbounded_eps, cfg.sanity.unbounded_steps,
+                                     cfg.sanity.noise_draws, seed))
+    return sections, notes
+
+
+def make_trainer(cfg: DictConfig, out: Path) -> L.Trainer:
+    from ..training.run import lightning_precision
+
+    t = cfg.trainer
+    strategy: Any = t.strategy
+    if strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = DDPStrategy(process_group_backend=None)
+    return L.Trainer(default_root_dir=str(out), accelerator=t.accelerator, devices=t.devices, strategy=strategy,
+                     num_nodes=t.num_nodes, precision=lightning_precision(t.precision),  # type: ignore[arg-type]
+                     enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic, logger=False,
+                     enable_checkpointing=False, enable_model_summary=False, inference_mode=False,
+                     use_distributed_sampler=False)
+
+
+def evaluate(cfg: DictConfig, model: nn.Module | None = None, dataset: Any = None,
+             data_info: Any = None) -> dict[str, Any]:
+    """Evaluate per ``cfg`` and write the report under ``cfg.out``; returns the report dict.
+
+    ``model`` / ``dataset`` (items ``(image, label)``) / ``data_info`` replace the configured ones
+    (for use from Python; the command line always builds them from the config)."""
+    from .loop import EvaluationLoop
+    from .report import assemble, write_all
+
+    started = time.time()
+    L.seed_everything(int(cfg.seed), verbose=False)
+    out = Path(str(cfg.out))
+    # data
+    if dataset is None:
+        from ..training.run import datamodule_from
+
+        dm = datamodule_from(cfg)
+        dm.setup("test")
+        dataset, info, source = dm.test_set, dm.info, dm.source
+    else:
+        info = data_info
+        source = getattr(dataset, "name", type(dataset).__name__)
+        if info is None:
+            raise ValueError("evaluate(dataset=...) needs data_info (a DatasetInfo: classes, channels, mean, std)")
+    data_id = {"name": str(cfg.data.name) if data_info is None else info.name, "source": source, "split": "test",
+               "limit_test": cfg.data.limit_test, "subset_seed": int(cfg.seed), **fingerprint(dataset)}
+    # models
+    if model is None:
+        spec, ckpt = resolve_model_spec(cfg)
+        model = _build(spec, cfg, info)
+    else:
+        spec, ckpt = "<given in Python>", None
+    model = model.eval()
+    models: dict[str, nn.Module] = {MODEL: model}
+    c = to_container(cfg)
+    for s in list(c["transfer"]["sources"]) + list(c["transfer"]["targets"]):
+        if s != MODEL and s not in models:
+            models[s] = _build(s, cfg, info)
+    dmodels, def_info = defended_models(cfg, model)
+    models.update(dmodels)
+    model_ids = {k: model_fingerprint(v) for k, v in models.items() if k not in dmodels}
+    model_ids.update({k: {"defense_of": MODEL, **def_info[k]["settings"]} for k in dmodels})
+    model_card = {"spec": spec, "checkpoint": ckpt, "checkpoint_sha256": file_sha256(ckpt) if ckpt else None,
+                  **model_ids[MODEL], "declared": {**declared(model), "eot_samples_used": int(getattr(model, "eot_samples", 1))}}
+    sections, notes = plan_sections(cfg, model_ids, def_info, data_id)
+    # cache: reuse sections computed with the same settings, model and data
+    cache = SectionCache(out, enabled=bool(cfg.resume))
+    base = {"model": model_ids[MODEL], "data": data_id, "precision": str(cfg.trainer.precision),
+            "batch_size": int(cfg.data.eval_batch_size or cfg.data.batch_size)}
+    keys = {s.name: settings_key({**base, "section": s.settings()}) for s in sections}
+    results: dict[str, dict[str, Any]] = {}
+    for s in sections:
+        hit = cache.get(s.name, keys[s.name])
+        if hit is not None:
+            results[s.name] = hit
+    todo = [s for s in sections if s.name not in results]
+    processes = 1
+    if todo:
+        loop = EvaluationLoop(todo, models, dataset, int(cfg.data.eval_batch_size or cfg.data.batch_size),
+                              seed=int(cfg.seed), precision=str(cfg.trainer.precision),
+                              num_workers=int(cfg.data.num_workers))
+        trainer = make_trainer(cfg, out)
+        trainer.test(loop, verbose=False)
+        processes = trainer.world_size
+        if not trainer.is_global_zero:
+            return {}
+        if loop.images_total != len(dataset):
+            raise RuntimeError(f"counted {loop.images_total} images, the test set has {len(dataset)}")
+        for s in todo:
+            results[s.name] = s.finalize(loop.totals[s.name])
+            cache.put(s.name, keys[s.name], results[s.name])
+    report = assemble(cfg, sections, results, notes, model_card, data_id, versions(),
+                      {"processes": processes, "seconds": round(time.time() - started, 2),
+                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                       "cached_sections": sorted(s.name for s in sections if s not in todo)})
+    write_all(report, out)
+    print(f"done: report in {out / 'report.md'} (clean accuracy {report['clean']['accuracy']:.4f}; "
+          f"sanity {report['sanity']['verdict']}) in {report['run']['seconds']:.0f} s")
+    return report
