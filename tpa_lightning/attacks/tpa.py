@@ -17,10 +17,10 @@ INITS: tuple[str, ...] = ("released", "zeros", "uniform")
 RELEASED_INIT_HIGH = 0.0011
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    "official": dict(eps=16 / 255, steps=10, copies=10, noise_radius=0.112, lookahead=0.0113,
-                     momentum=0.9, init="released", clamp_each_step=False),
-    "paper": dict(eps=16 / 255, steps=20, copies=10, noise_radius=0.112, lookahead=0.05,
-                  momentum=0.0, init="zeros", clamp_each_step=True, step_size=1.6 / 255),
+    "official": {"eps": 16 / 255, "steps": 10, "copies": 10, "noise_radius": 0.112, "lookahead": 0.0113,
+                     "momentum": 0.9, "init": "released", "clamp_each_step": False},
+    "paper": {"eps": 16 / 255, "steps": 20, "copies": 10, "noise_radius": 0.112, "lookahead": 0.05,
+                  "momentum": 0.0, "init": "zeros", "clamp_each_step": True, "step_size": 1.6 / 255},
 }
 
 
