@@ -52,11 +52,11 @@ class _StraightThrough(torch.autograd.Function):
     """Returns ``y`` in the forward pass; passes the incoming gradient unchanged to ``x``."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, y: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx: Any, x: Tensor, y: Tensor) -> Tensor:
         return y.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         return grad, None
 
 
@@ -130,7 +130,7 @@ class Preprocessor(nn.Module):
         return self.rng.generator(x.device)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_images(x)
+        check_images(x.detach())
         mode = self.grad_mode
         if mode == "approx" and self.has_approx:
             return self.approx(x)
@@ -168,11 +168,11 @@ class Defended(nn.Module):
                  draws: int = 1, max_batch: int | None = None, grad_mode: str = "default") -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
-            raise ValueError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}")
+            raise TypeError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}")
         chain = [preprocessors] if isinstance(preprocessors, Preprocessor) else list(preprocessors)
         for p in chain:
             if not isinstance(p, Preprocessor):
-                raise ValueError(f"preprocessors must be defenses.Preprocessor instances, got {type(p).__name__}")
+                raise TypeError(f"preprocessors must be defenses.Preprocessor instances, got {type(p).__name__}")
         self.model = model
         self.preprocessors = nn.ModuleList(chain)
         self.draws = check_int("draws", draws)
@@ -217,16 +217,18 @@ class Defended(nn.Module):
 
     # --- forward -------------------------------------------------------------------------------
     def preprocess(self, x: Tensor) -> Tensor:
-        check_images(x)
+        check_images(x.detach())
         for p in self.preprocessors:
             x = p(x)
         return x
 
     def _logits(self, x: Tensor) -> Tensor:
-        return self.model(self.preprocess(x))
+        for p in self.preprocessors:
+            x = p(x)
+        return self.model(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_images(x)
+        check_images(x.detach())
         rows = x.repeat_interleave(self.draws, dim=0) if self.draws > 1 else x
         if self.max_batch is None or rows.shape[0] <= self.max_batch:
             logits = self._logits(rows)

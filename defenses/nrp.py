@@ -16,7 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from tpa_lightning.checks import check_positive
-from tpa_lightning.models.checkpoint import CheckpointError, extract_state_dict, read_checkpoint, strip_prefixes
+from tpa_lightning.models.checkpoint import (
+    CheckpointError,
+    extract_state_dict,
+    read_checkpoint,
+    strip_prefixes,
+)
 
 from .base import Preprocessor, check_int
 
@@ -149,7 +154,7 @@ class NRPDefense(Preprocessor):
         self.random = bool(dynamic)  # instance attribute: set before the base class builds the RNG
         super().__init__(eot_samples=eot_samples if dynamic else 1, seed=seed)
         if not isinstance(purifier, nn.Module):
-            raise ValueError(f"purifier must be an NRP nn.Module, got {type(purifier).__name__}")
+            raise TypeError(f"purifier must be an NRP nn.Module, got {type(purifier).__name__}")
         check_positive("noise_std", noise_std, allow_zero=True)
         check_positive("eps", eps, allow_zero=True)
         self.purifier = purifier

@@ -62,7 +62,7 @@ class _Stop(Exception):
     pass
 
 
-class classifier_features(nn.Module):  # noqa: N801 (reads as a function)
+class classifier_features(nn.Module):
     """The output of submodule ``layer`` (a name from ``model.named_modules()``) of a classifier, as a
     feature extractor: the forward pass stops there. The classifier is frozen and kept in eval mode."""
 
@@ -104,7 +104,7 @@ def ssp_perturb(features: nn.Module, x: Tensor, eps: float = 16 / 255, steps: in
                 step_size: float | None = None, generator: torch.Generator | None = None) -> Tensor:
     """SSP examples: maximise ``||F(x + d) - F(x)||_2^2`` over ``||d||_inf <= eps`` (x + d in [0, 1]) by
     ``steps`` signed-gradient steps from a uniform random start. Gradients w.r.t. the input only."""
-    check_images(x)
+    check_images(x.detach())
     check_positive("eps", eps)
     steps = check_int("ssp_steps", steps, minimum=0)
     step_size = 2.5 * eps / max(steps, 1) if step_size is None else float(step_size)
@@ -177,7 +177,7 @@ class PurifierTrainingModule(L.LightningModule):
 
     def losses(self, x: Tensor, x_adv: Tensor | None = None) -> dict[str, Tensor]:
         """Feature, pixel and total loss of the purifier on SSP examples of ``x`` (or ``x_adv``)."""
-        check_images(x)
+        check_images(x.detach())
         if x_adv is None:
             x_adv = self.ssp(x)
         with torch.no_grad():
@@ -265,3 +265,4 @@ def train_purifier(images: Tensor | Iterable[Any], steps: int = 100, batch_size:
         module.history.append({k: float(v.detach()) for k, v in out.items()})
     module.eval()
     return module
+

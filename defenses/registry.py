@@ -76,9 +76,9 @@ def build_defense(name: str, model: nn.Module, **options: Any) -> nn.Module:
     Every preprocessor defense also takes the wrapper options ``draws max_batch grad_mode``.
     Several preprocessors: ``"jpeg+fd"`` (each with its defaults) or build a :class:`Defended`."""
     if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}")
+        raise TypeError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}")
     if not isinstance(name, str):
-        raise ValueError(f"defense name must be a string, one of {sorted(DEFENSES)}")
+        raise TypeError(f"defense name must be a string, one of {sorted(DEFENSES)}")
     if "+" in name:
         parts = name.split("+")
         if "rs" in parts:

@@ -6,14 +6,14 @@ import math
 import torch
 from torch import Tensor
 
-from .base import Preprocessor, check_int
+from .base import Preprocessor
 
 #: The reference's ratios at 299 x 299 input: r in [310, 330], padded to 331.
 RP_LOW, RP_HIGH, RP_PAD = 1.037, 1.104, 1.107
 
 
 def _round_half_up(v: float) -> int:
-    return int(math.floor(v + 0.5))
+    return math.floor(v + 0.5)
 
 
 def rp_sizes(size: int, low: float = RP_LOW, high: float = RP_HIGH, pad: float = RP_PAD) -> tuple[int, int, int]:
@@ -73,7 +73,7 @@ class RandomResizePad(Preprocessor):
         return r_min, r_max, p_h, p_w
 
     def transform(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
+        b, _c, h, w = x.shape
         r_min, r_max, p_h, p_w = self.sizes(h, w)
         gen = self._generator(x)
         dev = x.device

@@ -82,7 +82,7 @@ class Smoothed(nn.Module):
                  seed: int | None = None) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
-            raise ValueError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}")
+            raise TypeError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}")
         check_positive("sigma", sigma)
         if vote not in ("soft", "hard"):
             raise ValueError(f"vote must be 'soft' or 'hard', got {vote!r}")
@@ -115,7 +115,7 @@ class Smoothed(nn.Module):
 
         The ``B * num`` noisy rows are generated and classified ``batch_size`` at a time
         (one forward per chunk, images mixed within a chunk)."""
-        check_images(x)
+        check_images(x.detach())
         num = check_int("n", num)
         bs = check_int("batch_size", self.batch_size if batch_size is None else batch_size)
         b = x.shape[0]
@@ -124,11 +124,12 @@ class Smoothed(nn.Module):
         with torch.inference_mode():
             for start in range(0, total, bs):
                 stop = min(start + bs, total)
-                pred = self.model(self._noisy_rows(x, start, stop, num)).argmax(dim=1)
+                logits = self.model(self._noisy_rows(x, start, stop, num))
+                pred = logits.argmax(dim=1)
                 if counts is None:
                     k = self.num_classes
                     if k is None:
-                        k = self.num_classes = int(self.model(x[:1]).shape[1])
+                        k = self.num_classes = int(logits.shape[1])
                     counts = torch.zeros(b * k, dtype=torch.int64, device=x.device)
                 img = torch.arange(start, stop, device=x.device) // num
                 counts.index_add_(0, img * k + pred, torch.ones_like(pred))
@@ -174,7 +175,7 @@ class Smoothed(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Monte-Carlo logits of the smoothed classifier over ``forward_samples`` draws per image:
         ``log(mean softmax)`` (soft vote, differentiable) or ``log(vote shares)`` (hard vote)."""
-        check_images(x)
+        check_images(x.detach())
         m = self.forward_samples
         b = x.shape[0]
         total = b * m
