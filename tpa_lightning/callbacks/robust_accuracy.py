@@ -70,8 +70,9 @@ class RobustAccuracyCallback(AttackCallback):
     # ------------------------------------------------------------------ hooks
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._active = self.is_active_epoch(trainer)
-        self.metric = self.metric.to(pl_module.device)
-        self.metric.reset()
+        with gradients_enabled():            # fresh states must not be inference tensors
+            self.metric = self.metric.to(pl_module.device)
+            self.metric.reset()
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:

@@ -49,7 +49,8 @@ class TransferCallback(AttackCallback):
         surrogate: a fixed ``nn.Module`` to craft on instead of the module being trained.
         eps: budget in [0, 1] pixel units.
         target_kwargs: keyword arguments of ``build_model`` for targets given as specs (e.g.
-            ``{"num_classes": 10, "in_chans": 1}``).
+            ``{"num_classes": 10, "in_chans": 1}``). Models are run in eval mode (their mode is
+            restored) under ``no_grad``; nothing else about them is changed.
         every_n_epochs, limit_batches, seed, on_sanity_check: as in ``RobustAccuracyCallback``.
         **attack_options: any other keyword of the attack (``steps``, ``copies``, ...).
     """
@@ -109,12 +110,9 @@ class TransferCallback(AttackCallback):
             model = self.targets.get(name)
             if model is None:
                 model = build_model(spec, **self.target_kwargs) if isinstance(spec, str) else spec
-            model = model.to(device).eval()
-            for p in model.parameters():
-                p.requires_grad_(False)
-            self.targets[name] = model
+            self.targets[name] = model.to(device)
         if self.surrogate is not None:
-            self.surrogate = self.surrogate.to(device).eval()
+            self.surrogate = self.surrogate.to(device)
 
     def _attack_for(self, model: nn.Module) -> Any:
         from ..attacks import build_attack
@@ -130,11 +128,12 @@ class TransferCallback(AttackCallback):
         if not self._active:
             return
         self._materialise(pl_module.device)
-        for name in list(self.metrics):
-            self.metrics[name] = self.metrics[name].to(pl_module.device)
-            self.metrics[name].reset()
-        self.source_metric = self.source_metric.to(pl_module.device)
-        self.source_metric.reset()
+        with gradients_enabled():            # fresh states must not be inference tensors
+            for name in list(self.metrics):
+                self.metrics[name] = self.metrics[name].to(pl_module.device)
+                self.metrics[name].reset()
+            self.source_metric = self.source_metric.to(pl_module.device)
+            self.source_metric.reset()
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -147,12 +146,12 @@ class TransferCallback(AttackCallback):
             atk.seed = self.batch_seed(batch_idx)
             x_adv = atk(x, y)
             with torch.no_grad():
-                was_training = source.training
-                source.eval()
-                self.source_metric.update(source(x), source(x_adv), y)
-                source.train(was_training)
-                for name, target in self.targets.items():
-                    self.metrics[name].update(target(x), target(x_adv), y)
+                for metric, model in ((self.source_metric, source), *((self.metrics[n], t)
+                                                                       for n, t in self.targets.items())):
+                    was_training = model.training
+                    model.eval()                # targets may be submodules of a training model
+                    metric.update(model(x), model(x_adv), y)
+                    model.train(was_training)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._active:

@@ -47,6 +47,15 @@ class AdversarialTrainingModule(L.LightningModule):
         warmup_epochs: clean epochs before the attack starts.
         eps_ramp_epochs: epochs over which eps grows linearly (after warm-up) to ``attack.eps``.
         precision: Lightning's precision; the attack runs under the matching autocast.
+        clean_train_metrics: also log ``train/clean_acc``/``train/clean_loss`` of the images that
+            were attacked (one extra eval-mode forward per attacked image, no backward).
+
+    Step size of the training attack: ``attack.step_size`` when given (scaled with the eps ramp),
+    else 2.5 eps / steps for pgd_at, trades and mart (Madry et al.), 1.25 eps for fast_at (Wong et
+    al.), and TPA's own eps / 10 for tpa_at.
+
+    Logged (torchmetrics, synchronised across processes, per epoch): ``{train,val,test}/{clean,adv}_acc``
+    and ``..._loss``, ``train/eps``. For ``gaussian_noise`` the "adv" metrics are on noisy inputs.
     """
 
     def __init__(self, model_spec: str = "small_cnn", num_classes: int = 10, in_chans: int = 1,
@@ -57,7 +66,8 @@ class AdversarialTrainingModule(L.LightningModule):
                  trades_beta: float = 6.0, mart_beta: float = 6.0, noise_sigma: float = 0.25,
                  optimizer: str = "adamw", lr: float = 2e-3, weight_decay: float = 5e-4,
                  sgd_momentum: float = 0.9, schedule: str = "cosine", val_attack_batches: int | None = None,
-                 seed: int = 0, precision: str = "32", model_dir: str = "models") -> None:
+                 seed: int = 0, precision: str = "32", model_dir: str = "models",
+                 clean_train_metrics: bool = True) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"training.objective must be one of {', '.join(OBJECTIVES)}, got {objective}")
@@ -118,26 +128,52 @@ class AdversarialTrainingModule(L.LightningModule):
                 cfg["name"] = name
             if self.hparams.objective == "fast_at":
                 cfg["steps"] = 1
-                cfg["step_size"] = 1.25 * float(cfg["eps"])
+            cfg["step_size"] = self._step_size(float(cfg.get("eps") or 0.0))
             self._attack = self._build(cfg)
         return self._attack
 
+    def _step_size(self, eps: float) -> float:
+        """Step of the training attack at budget ``eps``: ``attack.step_size`` scaled by
+        ``eps / attack.eps`` (so the eps ramp keeps the step-to-budget ratio), 1.25 eps for fast_at,
+        and ``2.5 eps / steps`` (Madry et al.) for pgd_at, trades and mart when no step is given."""
+        obj = self.hparams.objective
+        if obj == "fast_at":
+            return 1.25 * eps
+        full = float(self.attack_cfg.get("eps") or 0.0)
+        given = self.attack_cfg.get("step_size")
+        if given is not None:
+            return float(given) * (eps / full if full > 0 else 1.0)
+        steps = int(self.attack_cfg.get("steps") or 10)
+        if obj in ("pgd_at", "trades", "mart"):
+            return 2.5 * eps / steps
+        return eps / 10 if obj == "tpa_at" else eps / steps   # TPA's own default: eps / 10
+
     def _adversarial(self, x: Tensor, y: Tensor, eps: float) -> Tensor:
-        """Adversarial examples for the training objective, made in eval mode with no param grads."""
+        """Adversarial examples for the training objective, made on ``self.model`` (never a DDP
+        wrapper) in eval mode with no parameter grads; parameter ``.grad`` is never touched."""
         from ..attacks import model_eval_no_param_grad
 
-        atk = self.training_attack()
-        atk.eps = eps
-        if self.hparams.objective == "fast_at":
-            atk.step_size = 1.25 * eps
-        atk.seed = self._step_seed(0)
+        step = self._step_size(eps)
         if self.hparams.objective == "trades":
             steps = int(self.attack_cfg.get("steps") or 10)
-            step = float(self.attack_cfg.get("step_size") or 2.5 * eps / steps)
             gen = torch.Generator(device=x.device).manual_seed(self._step_seed(1))
-            with model_eval_no_param_grad(self.model):
-                return trades_example(self.model, x, eps, steps, step, gen)
+            with model_eval_no_param_grad(self.model) as net:
+                return trades_example(net, x, eps, steps, step, gen)
+        atk = self.training_attack()
+        atk.eps = eps
+        atk.step_size = step
+        atk.seed = self._step_seed(0)
         return atk(x, y)
+
+    @torch.no_grad()
+    def _clean_train_metrics(self, x: Tensor, y: Tensor) -> None:
+        """Clean accuracy/loss of the training images the step saw only adversarially (one forward in
+        eval mode, so batch-norm statistics are not touched)."""
+        from ..attacks import model_eval_no_param_grad
+
+        with model_eval_no_param_grad(self.model) as net:
+            logits = net(x)
+        self._update("train", "clean", logits, y, F.cross_entropy(logits, y))
 
     # ---------------------------------------------------------------- steps
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -175,6 +211,8 @@ class AdversarialTrainingModule(L.LightningModule):
             if n_adv < x.shape[0]:
                 self._update("train", "clean", logits[n_adv:].detach(), y[n_adv:],
                              F.cross_entropy(logits[n_adv:].detach(), y[n_adv:]))
+            if self.hparams.clean_train_metrics and n_adv > 0:
+                self._clean_train_metrics(x[:n_adv], y[:n_adv])
         if n_adv > 0:
             self._update("train", "adv", logits_adv.detach(), y[:n_adv],
                          F.cross_entropy(logits_adv.detach(), y[:n_adv]))

@@ -99,8 +99,11 @@ def trainer_from(cfg: DictConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
     )
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run the training job of ``cfg`` (see configs/train.yaml); returns the final metrics."""
+def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Run the training job of ``cfg`` (see configs/train.yaml); returns the final metrics.
+
+    ``callbacks``: extra Lightning callbacks (e.g. ``RobustAccuracyCallback``) added to the job's own.
+    """
     if cfg.task == "purifier":
         from .purifier import train_purifier_job
 
@@ -112,7 +115,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_dir = out / "checkpoints"
     best = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-epoch{epoch}", monitor="val/adv_acc",
                            mode="max", save_last=True, auto_insert_metric_name=False)
-    trainer = trainer_from(cfg, out, [best])
+    trainer = trainer_from(cfg, out, [best, *(callbacks or [])])
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         from omegaconf import OmegaConf

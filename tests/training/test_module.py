@@ -1,0 +1,99 @@
+"""AdversarialTrainingModule: every objective runs, and the attack leaks nothing into parameter grads."""
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from tpa_lightning.attacks import build_attack
+from tpa_lightning.data.fashion_mnist import load_fashion_mnist
+from tpa_lightning.training import OBJECTIVES, AdversarialTrainingModule
+
+ATTACK = {"name": "tpa", "eps": 0.1, "steps": 2, "copies": 2}
+VAL_ATTACK = {"name": "pgd", "eps": 0.1, "steps": 2}
+
+
+@pytest.fixture(scope="module")
+def fmnist() -> TensorDataset:
+    x, y = load_fashion_mnist("data", train=False)
+    return TensorDataset(x[:64].float() / 255.0, y[:64].long())
+
+
+def _module(objective: str, **kw) -> AdversarialTrainingModule:
+    return AdversarialTrainingModule("small_cnn", num_classes=10, in_chans=1, mean=[0.286], std=[0.353],
+                                     model_kwargs={"width": 8}, objective=objective, attack=ATTACK,
+                                     val_attack=VAL_ATTACK, **kw)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_fast_dev_run_of_every_objective(objective: str, fmnist: TensorDataset) -> None:
+    module = _module(objective, adv_ratio=0.5 if objective in ("trades", "pgd_at") else 1.0,
+                     optimizer="sgd" if objective == "mart" else "adamw",
+                     schedule="onecycle" if objective == "fast_at" else "cosine")
+    trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    loader = DataLoader(fmnist, batch_size=16)
+    trainer.fit(module, loader, loader)
+    m = trainer.callback_metrics
+    keys = ["val/clean_acc", "val/adv_acc", "val/clean_loss", "val/adv_loss"]
+    keys += ["train/clean_acc"] if objective != "gaussian_noise" else []    # noisy inputs: "adv" only
+    for key in keys:
+        assert key in m, key
+    if objective != "clean":
+        assert "train/adv_acc" in m and torch.isfinite(m["train/adv_loss"])
+    assert all(p.requires_grad for p in module.parameters())
+
+
+def test_tpa_at_step_grads_equal_plain_ce_on_the_adversarial_batch(fmnist: TensorDataset) -> None:
+    module = _module("tpa_at", clean_train_metrics=False)
+    x, y = fmnist.tensors[0][:16], fmnist.tensors[1][:16]
+    module.model.train()
+    for p in module.parameters():
+        p.grad = None
+    loss = module.training_step((x, y), 0)
+    loss.backward()
+    grads = [p.grad.clone() for p in module.model.parameters()]
+    # the same adversarial batch, made again with the step's seed, then a plain CE step
+    atk = build_attack("tpa", module.model, eps=0.1, steps=2, copies=2, step_size=0.01,
+                       seed=module._step_seed(0))
+    x_adv = atk(x, y)
+    module.model.zero_grad(set_to_none=True)
+    module.model.train()
+    F.cross_entropy(module.model(x_adv), y).backward()
+    for g, p in zip(grads, module.model.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
+    assert module.model.training
+
+
+def test_attack_never_touches_existing_grads_or_modes(fmnist: TensorDataset) -> None:
+    module = _module("pgd_at")
+    x, y = fmnist.tensors[0][:8], fmnist.tensors[1][:8]
+    for p in module.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    module.model.train()
+    x_adv = module._adversarial(x, y, 0.1)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and not torch.equal(x_adv, x)
+    assert module.model.training and all(p.requires_grad for p in module.parameters())
+    assert all(torch.all(p.grad == 7.0) for p in module.parameters())
+
+
+def test_warmup_ramp_and_step_size() -> None:
+    m = _module("pgd_at", warmup_epochs=1, eps_ramp_epochs=2)
+    eps = []
+    for epoch in range(4):
+        m.current_epoch_override = epoch
+        type(m).current_epoch = property(lambda self: self.current_epoch_override)  # type: ignore
+        eps.append(m.current_eps())
+    del type(m).current_epoch
+    assert eps == pytest.approx([0.0, 0.05, 0.1, 0.1])
+    assert m._step_size(0.1) == pytest.approx(2.5 * 0.1 / 2)
+    assert _module("fast_at")._step_size(0.1) == pytest.approx(0.125)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="objective"):
+        _module("nope")
+    with pytest.raises(ValueError, match="adv_ratio"):
+        _module("pgd_at", adv_ratio=1.5)
