@@ -175,6 +175,7 @@ class Defended(nn.Module):
                 raise TypeError(f"preprocessors must be defenses.Preprocessor instances, got {type(p).__name__}")
         self.model = model
         self.preprocessors = nn.ModuleList(chain)
+        self.chain: list[Preprocessor] = chain
         self.draws = check_int("draws", draws)
         self.max_batch = None if max_batch is None else check_int("max_batch", max_batch)
         self.set_grad_mode(grad_mode)
@@ -182,22 +183,22 @@ class Defended(nn.Module):
     # --- declarations read by attacks and reports -------------------------------------------
     @property
     def eot_samples(self) -> int:
-        return max([1] + [p.eot_samples for p in self.preprocessors])
+        return max([1] + [p.eot_samples for p in self.chain])
 
     @property
     def random(self) -> bool:
-        return any(p.random for p in self.preprocessors)
+        return any(p.random for p in self.chain)
 
     @property
     def gradient(self) -> str:
-        return "exact" if all(p.gradient == "exact" for p in self.preprocessors) else "bpda"
+        return "exact" if all(p.gradient == "exact" for p in self.chain) else "bpda"
 
     def describe(self) -> dict[str, Any]:
         """Plain-JSON summary for reports."""
         return {
-            "preprocessors": [p.name for p in self.preprocessors],
+            "preprocessors": [p.name for p in self.chain],
             "gradient": self.gradient,
-            "per_preprocessor_gradient": {p.name: p.gradient for p in self.preprocessors},
+            "per_preprocessor_gradient": {p.name: p.gradient for p in self.chain},
             "grad_mode": self.grad_mode,
             "random": self.random,
             "eot_samples": self.eot_samples,
@@ -206,13 +207,13 @@ class Defended(nn.Module):
 
     def set_grad_mode(self, mode: str) -> Defended:
         self.grad_mode = check_grad_mode(mode)
-        for p in self.preprocessors:
+        for p in self.chain:
             p.grad_mode = mode
         return self
 
     def reseed(self, seed: int | None) -> None:
         """Reseed every random preprocessor (each gets ``seed + index``)."""
-        for i, p in enumerate(self.preprocessors):
+        for i, p in enumerate(self.chain):
             p.reseed(None if seed is None else seed + i)
 
     # --- forward -------------------------------------------------------------------------------

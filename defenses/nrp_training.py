@@ -47,6 +47,7 @@ class RandomConvFeatures(nn.Module):
             conv = nn.Conv2d(c, width, 3, stride=2 if i % 2 else 1, padding=1)
             with torch.no_grad():
                 conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * (2.0 / (9 * c)) ** 0.5)
+                assert conv.bias is not None
                 conv.bias.zero_()
             layers += [conv, nn.ReLU()]
             c = width

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -29,7 +29,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {"rp": {"draws": 30}}
 
 
 def _allowed(cls: type) -> list[str]:
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     return [p for p in params if p not in ("self", "model", "purifier")]
 
 
@@ -57,8 +57,8 @@ def build_preprocessor(name: str, **options: Any) -> Preprocessor:
                          f"{[a for a in allowed if a not in _WRAPPER_OPTIONS]}")
     if name == "nrp":
         purifier_kw = {k: options.pop(k) for k in _PURIFIER_OPTIONS if k in options}
-        return NRPDefense(build_purifier(**purifier_kw), **options)
-    return DEFENSES[name](**options)
+        return NRPDefense(cast(Any, build_purifier(**purifier_kw)), **options)
+    return cast(Preprocessor, DEFENSES[name](**options))
 
 
 def build_defense(name: str, model: nn.Module, **options: Any) -> nn.Module:

@@ -127,9 +127,9 @@ class Smoothed(nn.Module):
                 logits = self.model(self._noisy_rows(x, start, stop, num))
                 pred = logits.argmax(dim=1)
                 if counts is None:
-                    k = self.num_classes
-                    if k is None:
-                        k = self.num_classes = int(logits.shape[1])
+                    if self.num_classes is None:
+                        self.num_classes = int(logits.shape[1])
+                    k = int(self.num_classes)
                     counts = torch.zeros(b * k, dtype=torch.int64, device=x.device)
                 img = torch.arange(start, stop, device=x.device) // num
                 counts.index_add_(0, img * k + pred, torch.ones_like(pred))

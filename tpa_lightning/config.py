@@ -54,7 +54,7 @@ class AttackConfig:
 
     name: str = "tpa"
     eps: float = 0.1                     # L-inf budget in [0, 1] pixel units
-    steps: int = 3
+    steps: int = 2
     step_size: Optional[float] = None
     norm: str = "linf"
     copies: Optional[int] = 2            # TPA N
@@ -134,7 +134,7 @@ class TrainConfig:
     seed: int = 0
     out: Optional[str] = None            # default outputs/<experiment>/<timestamp>
     ckpt_path: Optional[str] = None      # "last" resumes the newest run of this experiment, or a path
-    data: DataConfig = field(default_factory=lambda: DataConfig(limit_train=10000))
+    data: DataConfig = field(default_factory=lambda: DataConfig(limit_train=6000))
     model: ModelConfig = field(default_factory=ModelConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -143,7 +143,7 @@ class TrainConfig:
 
 
 def _eval_attacks() -> List[AttackConfig]:
-    return [AttackConfig(name="pgd", steps=10, copies=None), AttackConfig(name="tpa", steps=10, copies=4)]
+    return [AttackConfig(name="pgd", steps=10, copies=None), AttackConfig(name="tpa", steps=10, copies=2)]
 
 
 @dataclass
@@ -156,6 +156,7 @@ class TransferSettings:
     sources: List[str] = field(default_factory=lambda: ["model"])
     targets: List[str] = field(default_factory=lambda: ["model"])
     defended_targets: bool = True        # also score every entry of ``defenses`` (around the model)
+    attacks: List[str] = field(default_factory=list)   # names of ``attacks`` entries to use ([]: all)
     eps: Optional[float] = None          # None: each attack's own eps
 
 
@@ -167,10 +168,12 @@ class DefenseSettings:
     options: Dict[str, Any] = field(default_factory=dict)   # keywords of defenses.build_defense
     bpda: bool = True                    # False: plain gradients (grad_mode "none"), shows masking
     eot_samples: Optional[int] = None    # None: as the defense declares; 1 disables EOT
+    attacks: List[str] = field(default_factory=list)   # names of ``attacks`` entries to run ([]: all)
 
 
 def _eval_defenses() -> List[DefenseSettings]:
-    return [DefenseSettings(name="bitdepth", options={"bits": 3}), DefenseSettings(name="fd")]
+    return [DefenseSettings(name="bitdepth", options={"bits": 3}, attacks=["pgd"]),
+            DefenseSettings(name="fd", attacks=["pgd"])]
 
 
 @dataclass
@@ -217,8 +220,9 @@ class EvaluateConfig:
     seed: int = 0
     out: str = "outputs/evaluate"
     checkpoint: Optional[str] = None     # default: last.ckpt of the newest default training run
-    experiment: str = "fmnist_tpa_at"    # whose newest run gives the default checkpoint
+    train_experiment: str = "fmnist_tpa_at"   # whose newest run (outputs/<it>/) gives the default checkpoint
     resume: bool = True                  # reuse per-section results cached in <out>/cache
+    threads: Optional[int] = 1           # torch CPU threads per process (None: torch's default)
     data: DataConfig = field(default_factory=lambda: DataConfig(limit_test=500, batch_size=250))
     model: ModelConfig = field(default_factory=ModelConfig)
     eps: List[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2])
@@ -268,11 +272,13 @@ def _group_file(group: str, name: str) -> Path:
     return path
 
 
-def _merge(base: DictConfig, *others: Any) -> DictConfig:
+def _merge(base: DictConfig, *others: Any, what: str = "the config") -> DictConfig:
     try:
         merged = OmegaConf.merge(base, *others)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err)) from None
+    except (TypeError, ValueError) as err:   # e.g. a list index given where a key is expected
+        raise ConfigError(f"{what}: cannot be applied: {_one_line(err)}") from None
     assert isinstance(merged, DictConfig)
     return merged
 
@@ -286,10 +292,25 @@ def _describe(err: OmegaConfBaseException) -> str:
     return f"{key}: {msg}" if key else msg
 
 
+FREE_FORM_KEYS = ("kwargs", "options")
+
+
+def _open_free_form(node: Any) -> None:
+    """Let ``kwargs``/``options`` mappings take any key while the rest of the schema stays strict."""
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            child = node._get_node(key)
+            if key in FREE_FORM_KEYS and isinstance(child, DictConfig):
+                OmegaConf.set_struct(child, False)
+            else:
+                _open_free_form(child)
+
+
 def load_config(kind: str, argv_overrides: list[str], config_file: str | None = None) -> DictConfig:
     """The resolved, validated config of ``kind`` ("train" or "evaluate")."""
     schema = OmegaConf.structured(SCHEMAS[kind])
     OmegaConf.set_struct(schema, True)
+    _open_free_form(schema)
     layers: list[Any] = []
     default_file = CONFIG_DIR / f"{kind}.yaml"
     if default_file.is_file():
@@ -321,7 +342,7 @@ def load_config(kind: str, argv_overrides: list[str], config_file: str | None = 
         layers.append(OmegaConf.from_dotlist(dotlist))
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err)) from None
-    cfg = _merge(schema, *layers)
+    cfg = _merge(schema, *layers, what=", ".join(k.split("=", 1)[0] for k in dotlist) or "the config")
     validate(cfg)
     return cfg
 
@@ -382,12 +403,23 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.max_epochs: must be >= 1, got {cfg.trainer.max_epochs}")
 
 
+def _check_attack_refs(key: str, refs: Any, attacks: Any) -> None:
+    """``refs`` must name entries of ``attacks`` (by name, or ``name#index`` where a name repeats)."""
+    names = [str(a.name).lower() for a in attacks]
+    labels = set(names) | {f"{n}#{i}" for i, n in enumerate(names)}
+    for r in refs:
+        if str(r).lower() not in labels:
+            raise ConfigError(f"{key}: '{r}' is not one of the configured attacks ({', '.join(sorted(labels))})")
+
+
 def _validate_evaluate(cfg: DictConfig) -> None:
     """Keys of EvaluateConfig: names of attacks and defenses, budgets, smoothing settings."""
     from defenses import DEFENSES
 
     from .attacks import ATTACKS
 
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads: must be >= 1 or null, got {cfg.threads}")
     if not cfg.eps:
         raise ConfigError("eps: must hold at least one value, e.g. eps=[0,0.1]")
     for i, a in enumerate(cfg.attacks):
@@ -399,9 +431,14 @@ def _validate_evaluate(cfg: DictConfig) -> None:
         if bad:
             raise ConfigError(f"defenses[{i}].name: unknown defense '{d.name}'; allowed: "
                               f"{', '.join(sorted(DEFENSES))} (or a chain such as jpeg+fd)")
+        _check_attack_refs(f"defenses[{i}].attacks", d.attacks, cfg.attacks)
         if d.eot_samples is not None and d.eot_samples < 1:
             raise ConfigError(f"defenses[{i}].eot_samples: must be >= 1, got {d.eot_samples}")
     t = cfg.transfer
+    _check_attack_refs("transfer.attacks", t.attacks, cfg.attacks)
+    for i, spec in enumerate(list(t.sources) + list(t.targets)):
+        if not str(spec):
+            raise ConfigError("transfer.sources / transfer.targets: empty model spec")
     if t.eps is not None and t.eps < 0:
         raise ConfigError(f"transfer.eps: must be >= 0, got {t.eps}")
     c = cfg.certify

@@ -29,7 +29,7 @@ def load_image(path: Path, channels: int, size: int | None, crop: int | None) ->
     if size is not None:
         w, h = img.size
         scale = size / min(w, h)
-        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
     if crop is not None:
         w, h = img.size
         left, top = (w - crop) // 2, (h - crop) // 2

@@ -6,14 +6,33 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..attacks import build_attack
+from ..attacks import ATTACKS, build_attack
 
 _NOT_OPTIONS = ("name", "options", "seed")
 
 
+def accepted_options(name: str) -> set[str]:
+    """Keyword names the attack ``name``'s constructors (over its class hierarchy) accept."""
+    import inspect
+
+    cls = ATTACKS.get(str(name).lower())
+    if cls is None:
+        return set()
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names |= {p for p in inspect.signature(init).parameters if p not in ("self", "model")}
+    return names
+
+
 def attack_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword options of an attack config entry (None means: the attack's own default)."""
-    opts = {k: v for k, v in cfg.items() if k not in _NOT_OPTIONS and v is not None}
+    """Keyword options of an attack config entry (None means: the attack's own default).
+
+    The config's fixed keys are the union of every attack's options (``copies`` is TPA's, ...): the
+    ones this attack does not take are dropped. Keys under ``options`` are passed as they are."""
+    allowed = accepted_options(str(cfg["name"]))
+    opts = {k: v for k, v in cfg.items() if k not in _NOT_OPTIONS and v is not None and k in allowed}
     opts.update(dict(cfg.get("options") or {}))
     return opts
 

@@ -42,7 +42,8 @@ class AutoAttackSection(Section):
             kwargs["attacks"] = self.attacks
         adversary = AutoAttack(model, **kwargs)
         with torch.enable_grad(), contextlib.redirect_stdout(io.StringIO()):
-            x_adv = adversary.run_standard_evaluation(x, y, batch_size=self.batch_size)
+            result = adversary.run_standard_evaluation(x, y, batch_size=self.batch_size)
+        x_adv = result[0] if isinstance(result, tuple) else result     # pyautoattack returns (x_adv, y_adv)
         out["clean"][0] = float((predict(model, x) == y).sum())
         out["robust"][0] = float((predict(model, x_adv.to(x.device)) == y).sum())
         out["total"][0] = float(x.shape[0])

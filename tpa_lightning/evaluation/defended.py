@@ -23,6 +23,35 @@ def declared(model: nn.Module) -> dict[str, Any]:
     return info
 
 
+class BoxedInput(nn.Module):
+    """``model(clamp(x, 0, 1))`` with a straight-through gradient, and the wrapped model's
+    declarations. Defenses accept only [0, 1] images, while some attacks (TPA's neighbourhood
+    samples) query points just outside the box; those are evaluated at the nearest image."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        from defenses import straight_through
+
+        inside = x.clamp(0.0, 1.0)
+        if x.requires_grad and torch.is_grad_enabled():
+            inside = straight_through(x, inside)
+        return self.inner(inside)
+
+    def reseed(self, seed: int | None) -> None:
+        fn = getattr(self.inner, "reseed", None)
+        if callable(fn):
+            fn(seed)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("inner"), name)
+
+
 class DefenseSection(Section):
     def __init__(self, key: str, defense: dict[str, Any], attacks: list[dict[str, Any]], labels: list[str],
                  eps: list[float], seed: int, noise_draws: int, info: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 section adds to its counters, and the counters are summed over processes at the end."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning as L
@@ -19,16 +20,17 @@ class EvaluationLoop(L.LightningModule):
     ``totals[section.name][counter]`` holds the counts over all images of all processes."""
 
     def __init__(self, sections: list[Section], models: dict[str, nn.Module], dataset: Any, batch_size: int,
-                 seed: int = 0, precision: str = "32", num_workers: int = 0) -> None:
+                 seed: int = 0, precision: str = "32", num_workers: int = 0, threads: int | None = None) -> None:
         super().__init__()
         self.sections = sections
         self.nets = nn.ModuleDict(models)       # registered so Lightning moves them to the device
         self.dataset = Indexed(dataset)
         self.chunk_size = int(batch_size)
-        self.seed, self.precision, self.num_workers = seed, precision, num_workers
+        self.seed, self.precision, self.num_workers, self.threads = seed, precision, num_workers, threads
         self.partial: dict[str, dict[str, Tensor]] = {}
         self.totals: dict[str, dict[str, Tensor]] = {}
         self.images_seen = 0
+        self.seconds: dict[str, float] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -43,6 +45,8 @@ class EvaluationLoop(L.LightningModule):
         return DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.num_workers)
 
     def on_test_epoch_start(self) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
         self._reset()
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
@@ -50,7 +54,10 @@ class EvaluationLoop(L.LightningModule):
         b = Batch(x=x, y=y, idx=idx.cpu(), chunk=int(idx[0]) // self.chunk_size)
         ctx = Context(models=dict(self.nets.items()), seed=self.seed, precision=self.precision)
         for s in self.sections:
-            for key, value in s.step(ctx, b).items():
+            t0 = time.perf_counter()
+            result = s.step(ctx, b)
+            self.seconds[s.name] = self.seconds.get(s.name, 0.0) + time.perf_counter() - t0
+            for key, value in result.items():
                 self.partial[s.name][key] += value.detach().to("cpu", torch.float64).view(self.partial[s.name][key].shape)
         self.images_seen += int(x.shape[0])
 

@@ -132,14 +132,14 @@ def markdown(report: dict[str, Any], tabs: dict[str, tuple[list[str], list[list[
              f"{report['data']['images']} test images of {report['data']['source'] or report['dataset']} "
              f"(sha256 {report['data']['sha256'][:12]}), seed {report['seed']}, "
              f"{report['run']['processes']} process(es), {report['run']['seconds']} s.", "",
-             f"**Sanity checks: {report['sanity']['verdict']}**"
+             (f"**Sanity checks: {report['sanity']['verdict']}**")
              + (f" (failed: {', '.join(report['sanity']['failed'])})" if report['sanity']['failed'] else ""), ""]
     c = report["clean"]
     lines += [f"Clean accuracy: **{c['accuracy']:.4f}** (95 % CI {c['ci95'][0]:.4f}-{c['ci95'][1]:.4f}, "
               f"Clopper-Pearson; {c['correct']}/{c['total']})", ""]
     titles = {"whitebox": "White-box robust accuracy (L-inf)",
-              "transfer": "Transfer attacks: success rate on each target (asr_all: over all images; "
-                          "asr_correct: over images the target classified correctly)",
+              "transfer": ("Transfer attacks: success rate on each target (asr_all: over all images; "
+                           "asr_correct: over images the target classified correctly)"),
               "defenses": "Defenses around the model, attacked adaptively (BPDA / EOT as declared)",
               "certified": "Certified accuracy of randomized smoothing (L2 radius)",
               "autoattack": "AutoAttack", "sanity": "Sanity checks"}

@@ -2,6 +2,7 @@
 report.json, report.md, CSV tables and PNG plots under ``out``."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ from ..config import to_container
 from .autoattack_eval import AutoAttackSection
 from .cache import SectionCache, settings_key
 from .certified import CertifySection
-from .dataset import TensorImages, fingerprint
-from .defended import DefenseSection, declared
+from .dataset import fingerprint
+from .defended import BoxedInput, DefenseSection, declared
 from .probes import ProbeSection
 from .provenance import file_sha256, model_fingerprint, versions
 from .section import Section, attack_label
@@ -42,10 +43,10 @@ def resolve_model_spec(cfg: DictConfig) -> tuple[str, str | None]:
         return name, name
     from ..training.run import newest_run
 
-    run = newest_run(str(cfg.experiment))
+    run = newest_run(str(cfg.train_experiment))
     if run is None:
         raise FileNotFoundError(
-            f"no checkpoint to evaluate: no outputs/{cfg.experiment}/<timestamp>/checkpoints/last.ckpt; "
+            f"no checkpoint to evaluate: no outputs/{cfg.train_experiment}/<timestamp>/checkpoints/last.ckpt; "
             "run `python train.py` first or pass checkpoint=PATH")
     path = run / "checkpoints" / "last.ckpt"
     return str(path), str(path)
@@ -83,8 +84,18 @@ def defended_models(cfg: DictConfig, model: nn.Module) -> tuple[dict[str, nn.Mod
         decl["eot_samples_used"] = int(d["eot_samples"]) if d.get("eot_samples") is not None else decl["eot_samples"]
         decl["bpda_used"] = bool(d.get("bpda", True)) and decl["gradient"] == "bpda"
         decl["grad_mode"] = getattr(dm, "grad_mode", "default")
-        out[key], info[key] = dm, {"settings": d, **decl}
+        out[key], info[key] = BoxedInput(dm), {"settings": d, **decl}
     return out, info
+
+
+def select(attacks: list[dict[str, Any]], labels: list[str], refs: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The attack entries named in ``refs`` (a name selects every entry of that name; [] = all)."""
+    if not refs:
+        return attacks, labels
+    want = {str(r).lower() for r in refs}
+    keep = [i for i, (a, lab) in enumerate(zip(attacks, labels)) if lab in want or str(a["name"]).lower() in want
+            or f"{str(a['name']).lower()}#{i}" in want]
+    return [attacks[i] for i in keep], [labels[i] for i in keep]
 
 
 def plan_sections(cfg: DictConfig, model_ids: dict[str, Any], def_info: dict[str, dict[str, Any]],
@@ -103,8 +114,9 @@ def plan_sections(cfg: DictConfig, model_ids: dict[str, Any], def_info: dict[str
         sources = list(dict.fromkeys([MODEL if s == MODEL else s for s in t["sources"]]))
         targets = list(dict.fromkeys(list(t["targets"]) + (list(def_info) if t["defended_targets"] else [])))
         if sources and targets:
-            t_eps = [float(t["eps"]) if t["eps"] is not None else float(a["eps"]) for a in attacks]
-            sections.append(TransferSection(sources, targets, attacks, labels, t_eps, seed,
+            t_atk, t_lab = select(attacks, labels, t["attacks"])
+            t_eps = [float(t["eps"]) if t["eps"] is not None else float(a["eps"]) for a in t_atk]
+            sections.append(TransferSection(sources, targets, t_atk, t_lab, t_eps, seed,
                                             {k: model_ids.get(k) for k in sources + targets}))
         if not [s for s in sources if s != MODEL]:
             notes["transfer"] = ("no surrogate configured (transfer.sources holds only the evaluated model): "
@@ -112,8 +124,9 @@ def plan_sections(cfg: DictConfig, model_ids: dict[str, Any], def_info: dict[str
     else:
         notes["transfer"] = "switched off (transfer.enabled=false) or no attacks"
     for key, info in def_info.items():
-        d_eps = [float(a["eps"]) for a in attacks]
-        sections.append(DefenseSection(key, info["settings"], attacks, labels, d_eps, seed,
+        d_atk, d_lab = select(attacks, labels, info["settings"].get("attacks") or [])
+        d_eps = [float(a["eps"]) for a in d_atk]
+        sections.append(DefenseSection(key, info["settings"], d_atk, d_lab, d_eps, seed,
                                        int(cfg.sanity.noise_draws), {k: v for k, v in info.items() if k != "settings"}))
     if not def_info:
         notes["defenses"] = "no defenses configured (defenses=[])"
@@ -161,6 +174,8 @@ def evaluate(cfg: DictConfig, model: nn.Module | None = None, dataset: Any = Non
     from .report import assemble, write_all
 
     started = time.time()
+    if cfg.threads is not None:
+        torch.set_num_threads(int(cfg.threads))
     L.seed_everything(int(cfg.seed), verbose=False)
     out = Path(str(cfg.out))
     # data
@@ -208,13 +223,18 @@ def evaluate(cfg: DictConfig, model: nn.Module | None = None, dataset: Any = Non
             results[s.name] = hit
     todo = [s for s in sections if s.name not in results]
     processes = 1
+    section_seconds: dict[str, float] = {}
     if todo:
+        if cfg.threads is not None:
+            os.environ.setdefault("OMP_NUM_THREADS", str(int(cfg.threads)))  # DDP children
         loop = EvaluationLoop(todo, models, dataset, int(cfg.data.eval_batch_size or cfg.data.batch_size),
                               seed=int(cfg.seed), precision=str(cfg.trainer.precision),
-                              num_workers=int(cfg.data.num_workers))
+                              num_workers=int(cfg.data.num_workers),
+                              threads=None if cfg.threads is None else int(cfg.threads))
         trainer = make_trainer(cfg, out)
         trainer.test(loop, verbose=False)
         processes = trainer.world_size
+        section_seconds = {k: round(v, 2) for k, v in loop.seconds.items()}
         if not trainer.is_global_zero:
             return {}
         if loop.images_total != len(dataset):
@@ -225,6 +245,7 @@ def evaluate(cfg: DictConfig, model: nn.Module | None = None, dataset: Any = Non
     report = assemble(cfg, sections, results, notes, model_card, data_id, versions(),
                       {"processes": processes, "seconds": round(time.time() - started, 2),
                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                       "section_seconds_rank0": section_seconds,
                        "cached_sections": sorted(s.name for s in sections if s not in todo)})
     write_all(report, out)
     print(f"done: report in {out / 'report.md'} (clean accuracy {report['clean']['accuracy']:.4f}; "
