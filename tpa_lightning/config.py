@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -28,24 +28,24 @@ class DataConfig:
     name: str = "fashion_mnist"          # fashion_mnist | cifar10 | image_folder
     root: str = "data"
     batch_size: int = 128                # per process
-    eval_batch_size: Optional[int] = None
+    eval_batch_size: int | None = None
     num_workers: int = 0
     augment: bool = False
-    limit_train: Optional[int] = None    # fixed subset of the training images (None: all)
-    limit_test: Optional[int] = None     # fixed subset of the test (and validation) images
+    limit_train: int | None = None    # fixed subset of the training images (None: all)
+    limit_test: int | None = None     # fixed subset of the test (and validation) images
     val_size: int = 1000                 # held out of the training set, fixed by seed
-    jpeg_dir: Optional[str] = None       # folder with the CIFAR-10 JPEG copy's tar.gz files
-    image_size: Optional[int] = None     # image_folder: centre-crop size
+    jpeg_dir: str | None = None       # folder with the CIFAR-10 JPEG copy's tar.gz files
+    image_size: int | None = None     # image_folder: centre-crop size
     download: bool = False
 
 
 @dataclass
 class ModelConfig:
     name: str = "small_cnn"              # small_cnn | cifar_resnet18 | timm:<name> | pretrained:<name> | robustbench:<name> | path
-    arch: Optional[str] = None           # architecture of a plain state-dict file
+    arch: str | None = None           # architecture of a plain state-dict file
     model_dir: str = "models"            # where robustbench weights are read from
     normalize: bool = True               # put the dataset's mean/std inside the model
-    kwargs: Dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,21 +55,21 @@ class AttackConfig:
     name: str = "tpa"
     eps: float = 0.1                     # L-inf budget in [0, 1] pixel units
     steps: int = 2
-    step_size: Optional[float] = None
+    step_size: float | None = None
     norm: str = "linf"
-    copies: Optional[int] = 2            # TPA N
-    mode: Optional[str] = None           # TPA: official | paper
-    noise_radius: Optional[float] = None
-    lookahead: Optional[float] = None
-    mix: Optional[float] = None
-    momentum: Optional[float] = None
-    lam: Optional[float] = None
-    init: Optional[str] = None
-    loss: Optional[str] = None           # ce | logit
-    clamp_each_step: Optional[bool] = None
+    copies: int | None = 2            # TPA N
+    mode: str | None = None           # TPA: official | paper
+    noise_radius: float | None = None
+    lookahead: float | None = None
+    mix: float | None = None
+    momentum: float | None = None
+    lam: float | None = None
+    init: str | None = None
+    loss: str | None = None           # ce | logit
+    clamp_each_step: bool | None = None
     max_batch: int = 4096
-    seed: Optional[int] = None           # None: derived from the run's seed
-    options: Dict[str, Any] = field(default_factory=dict)   # any other keyword of the attack
+    seed: int | None = None           # None: derived from the run's seed
+    options: dict[str, Any] = field(default_factory=dict)   # any other keyword of the attack
 
 
 def _val_attack() -> AttackConfig:
@@ -91,7 +91,7 @@ class TrainingConfig:
     sgd_momentum: float = 0.9
     schedule: str = "cosine"             # none | cosine | onecycle
     val_attack: AttackConfig = field(default_factory=_val_attack)
-    val_attack_batches: Optional[int] = None   # attack only this many validation batches (None: all)
+    val_attack_batches: int | None = None   # attack only this many validation batches (None: all)
 
 
 @dataclass
@@ -104,12 +104,12 @@ class TrainerConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     precision: str = "32"
-    limit_train_batches: Optional[float] = None
-    limit_val_batches: Optional[float] = None
+    limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
     deterministic: bool = False
-    gradient_clip_val: Optional[float] = None
+    gradient_clip_val: float | None = None
     fast_dev_run: bool = False
 
 
@@ -124,7 +124,7 @@ class PurifierConfig:
     ssp_steps: int = 3
     pixel_weight: float = 1.0
     lr: float = 0.0002
-    feature_model: Optional[str] = None  # model spec for the feature extractor (default: model.name)
+    feature_model: str | None = None  # model spec for the feature extractor (default: model.name)
 
 
 @dataclass
@@ -132,8 +132,8 @@ class TrainConfig:
     experiment: str = "fmnist_tpa_at"
     task: str = "classifier"             # classifier | purifier
     seed: int = 0
-    out: Optional[str] = None            # default outputs/<experiment>/<timestamp>
-    ckpt_path: Optional[str] = None      # "last" resumes the newest run of this experiment, or a path
+    out: str | None = None            # default outputs/<experiment>/<timestamp>
+    ckpt_path: str | None = None      # "last" resumes the newest run of this experiment, or a path
     data: DataConfig = field(default_factory=lambda: DataConfig(limit_train=6000))
     model: ModelConfig = field(default_factory=ModelConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
@@ -142,7 +142,7 @@ class TrainConfig:
     purifier: PurifierConfig = field(default_factory=PurifierConfig)
 
 
-def _eval_attacks() -> List[AttackConfig]:
+def _eval_attacks() -> list[AttackConfig]:
     return [AttackConfig(name="pgd", steps=10, copies=None), AttackConfig(name="tpa", steps=10, copies=2)]
 
 
@@ -153,11 +153,11 @@ class TransferSettings:
     entries are model specs (``small_cnn``, ``robustbench:<name>``, a checkpoint path ...)."""
 
     enabled: bool = True
-    sources: List[str] = field(default_factory=lambda: ["model"])
-    targets: List[str] = field(default_factory=lambda: ["model"])
+    sources: list[str] = field(default_factory=lambda: ["model"])
+    targets: list[str] = field(default_factory=lambda: ["model"])
     defended_targets: bool = True        # also score every entry of ``defenses`` (around the model)
-    attacks: List[str] = field(default_factory=list)   # names of ``attacks`` entries to use ([]: all)
-    eps: Optional[float] = None          # None: each attack's own eps
+    attacks: list[str] = field(default_factory=list)   # names of ``attacks`` entries to use ([]: all)
+    eps: float | None = None          # None: each attack's own eps
 
 
 @dataclass
@@ -165,13 +165,13 @@ class DefenseSettings:
     """A defense of ``defenses/`` around the evaluated model, attacked adaptively."""
 
     name: str = "bitdepth"
-    options: Dict[str, Any] = field(default_factory=dict)   # keywords of defenses.build_defense
+    options: dict[str, Any] = field(default_factory=dict)   # keywords of defenses.build_defense
     bpda: bool = True                    # False: plain gradients (grad_mode "none"), shows masking
-    eot_samples: Optional[int] = None    # None: as the defense declares; 1 disables EOT
-    attacks: List[str] = field(default_factory=list)   # names of ``attacks`` entries to run ([]: all)
+    eot_samples: int | None = None    # None: as the defense declares; 1 disables EOT
+    attacks: list[str] = field(default_factory=list)   # names of ``attacks`` entries to run ([]: all)
 
 
-def _eval_defenses() -> List[DefenseSettings]:
+def _eval_defenses() -> list[DefenseSettings]:
     return [DefenseSettings(name="bitdepth", options={"bits": 3}, attacks=["pgd"]),
             DefenseSettings(name="fd", attacks=["pgd"])]
 
@@ -181,13 +181,13 @@ class CertifySettings:
     """Randomized smoothing certification (defenses ``rs``) of the evaluated model."""
 
     enabled: bool = True
-    sigmas: List[float] = field(default_factory=lambda: [0.25])
+    sigmas: list[float] = field(default_factory=lambda: [0.25])
     n0: int = 10
     n: int = 100
     alpha: float = 0.001
-    limit: Optional[int] = 50            # certify only the first N test images (None: all)
+    limit: int | None = 50            # certify only the first N test images (None: all)
     batch_size: int = 1000               # noisy rows per forward pass
-    radii: List[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0])
+    radii: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0])
 
 
 @dataclass
@@ -196,9 +196,9 @@ class AutoAttackSettings:
 
     enabled: bool = False
     version: str = "standard"            # standard | plus | rand | custom
-    attacks: List[str] = field(default_factory=list)   # for version=custom, e.g. [apgd-ce, apgd-t]
-    eps: Optional[float] = None          # None: the largest value of ``eps``
-    limit: Optional[int] = None          # only the first N test images (None: all)
+    attacks: list[str] = field(default_factory=list)   # for version=custom, e.g. [apgd-ce, apgd-t]
+    eps: float | None = None          # None: the largest value of ``eps``
+    limit: int | None = None          # only the first N test images (None: all)
     batch_size: int = 250
 
 
@@ -219,16 +219,16 @@ class SanitySettings:
 class EvaluateConfig:
     seed: int = 0
     out: str = "outputs/evaluate"
-    checkpoint: Optional[str] = None     # default: last.ckpt of the newest default training run
+    checkpoint: str | None = None     # default: last.ckpt of the newest default training run
     train_experiment: str = "fmnist_tpa_at"   # whose newest run (outputs/<it>/) gives the default checkpoint
     resume: bool = True                  # reuse per-section results cached in <out>/cache
-    threads: Optional[int] = 1           # torch CPU threads per process (None: torch's default)
+    threads: int | None = 1           # torch CPU threads per process (None: torch's default)
     data: DataConfig = field(default_factory=lambda: DataConfig(limit_test=500, batch_size=250))
     model: ModelConfig = field(default_factory=ModelConfig)
-    eps: List[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2])
-    attacks: List[AttackConfig] = field(default_factory=_eval_attacks)
+    eps: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2])
+    attacks: list[AttackConfig] = field(default_factory=_eval_attacks)
     transfer: TransferSettings = field(default_factory=TransferSettings)
-    defenses: List[DefenseSettings] = field(default_factory=_eval_defenses)
+    defenses: list[DefenseSettings] = field(default_factory=_eval_defenses)
     certify: CertifySettings = field(default_factory=CertifySettings)
     autoattack: AutoAttackSettings = field(default_factory=AutoAttackSettings)
     sanity: SanitySettings = field(default_factory=SanitySettings)

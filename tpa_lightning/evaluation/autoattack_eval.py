@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .section import Batch, Context, Section, predict
+from .section import Batch, Context, Section, predict, within_limit
 from .stats import proportion
 
 
@@ -30,8 +30,8 @@ class AutoAttackSection(Section):
     def step(self, ctx: Context, b: Batch) -> dict[str, Tensor]:
         from pyautoattack import AutoAttack
 
-        keep = b.idx < self.limit if self.limit is not None else torch.ones_like(b.y, dtype=torch.bool)
-        out = {k: torch.zeros(s, dtype=torch.float64) for k, s in self.counters().items()}
+        keep = within_limit(b, self.limit)
+        out = self.zero_counters()
         if not bool(keep.any()):
             return out
         x, y = b.x[keep], b.y[keep]

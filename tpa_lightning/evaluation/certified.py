@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from .section import Batch, Context, Section
+from .section import Batch, Context, Section, within_limit
 from .stats import proportion
 
 
@@ -29,8 +28,8 @@ class CertifySection(Section):
     def step(self, ctx: Context, b: Batch) -> dict[str, Tensor]:
         import defenses
 
-        keep = b.idx < self.limit if self.limit is not None else torch.ones_like(b.y, dtype=torch.bool)
-        out = {k: torch.zeros(s, dtype=torch.float64) for k, s in self.counters().items()}
+        keep = within_limit(b, self.limit)
+        out = self.zero_counters()
         if not bool(keep.any()):
             return out
         x, y = b.x[keep], b.y[keep]

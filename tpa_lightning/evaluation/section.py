@@ -64,6 +64,15 @@ class Section:
     def finalize(self, totals: dict[str, Tensor]) -> dict[str, Any]:
         raise NotImplementedError
 
+    def zero_counters(self) -> dict[str, Tensor]:
+        """Every counter at zero (float64), the starting point of a ``step``."""
+        return {k: torch.zeros(s, dtype=torch.float64) for k, s in self.counters().items()}
+
+
+def within_limit(b: Batch, limit: int | None) -> Tensor:
+    """Mask of the batch's images whose dataset index is below ``limit`` (all when None)."""
+    return b.idx < limit if limit is not None else torch.ones_like(b.y, dtype=torch.bool)
+
 
 def attack_label(cfgs: list[dict[str, Any]]) -> list[str]:
     """Display names of attack configs: the attack name, with ``#i`` where a name repeats."""

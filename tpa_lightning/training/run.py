@@ -71,9 +71,8 @@ def resolve_out_and_resume(cfg: DictConfig) -> tuple[Path, str | None]:
 def loggers_for(out: Path) -> list[Logger]:
     loggers: list[Logger] = [CSVLogger(str(out), name="", version="")]
     try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(str(out), name="", version="tensorboard"))
     except ImportError:
