@@ -31,7 +31,7 @@ def _module(objective: str, **kw) -> AdversarialTrainingModule:
 def test_fast_dev_run_of_every_objective(objective: str, fmnist: TensorDataset) -> None:
     module = _module(objective, adv_ratio=0.5 if objective in ("trades", "pgd_at") else 1.0,
                      optimizer="sgd" if objective == "mart" else "adamw",
-                     schedule="onecycle" if objective == "fast_at" else "cosine")
+                     schedule="onecycle" if objective == "fast_at" else "cosine", clean_train_metrics=True)
     trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_model_summary=False)
     loader = DataLoader(fmnist, batch_size=16)

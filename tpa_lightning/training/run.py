@@ -43,6 +43,7 @@ def module_from(cfg: DictConfig, dm: RobustDataModule) -> AdversarialTrainingMod
         eps_ramp_epochs=t.eps_ramp_epochs, trades_beta=t.trades_beta, mart_beta=t.mart_beta,
         noise_sigma=t.noise_sigma, optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay,
         sgd_momentum=t.sgd_momentum, schedule=t.schedule, val_attack_batches=t.val_attack_batches,
+        clean_train_metrics=t.clean_train_metrics,
         seed=cfg.seed, precision=str(cfg.trainer.precision), model_dir=cfg.model.model_dir,
     )
 
