@@ -227,21 +227,25 @@ def evaluate(cfg: DictConfig, model: nn.Module | None = None, dataset: Any = Non
     if todo:
         if cfg.threads is not None:
             os.environ.setdefault("OMP_NUM_THREADS", str(int(cfg.threads)))  # DDP children
-        loop = EvaluationLoop(todo, models, dataset, int(cfg.data.eval_batch_size or cfg.data.batch_size),
-                              seed=int(cfg.seed), precision=str(cfg.trainer.precision),
-                              num_workers=int(cfg.data.num_workers),
-                              threads=None if cfg.threads is None else int(cfg.threads))
         trainer = make_trainer(cfg, out)
-        trainer.test(loop, verbose=False)
-        processes = trainer.world_size
-        section_seconds = {k: round(v, 2) for k, v in loop.seconds.items()}
-        if not trainer.is_global_zero:
-            return {}
-        if loop.images_total != len(dataset):
-            raise RuntimeError(f"counted {loop.images_total} images, the test set has {len(dataset)}")
+        # One test loop per section, each cached as soon as it ends: a killed run loses at most
+        # the section it was in.
         for s in todo:
+            loop = EvaluationLoop([s], models, dataset, int(cfg.data.eval_batch_size or cfg.data.batch_size),
+                                  seed=int(cfg.seed), precision=str(cfg.trainer.precision),
+                                  num_workers=int(cfg.data.num_workers),
+                                  threads=None if cfg.threads is None else int(cfg.threads))
+            trainer.test(loop, verbose=False)
+            processes = trainer.world_size
+            section_seconds.update({k: round(v, 2) for k, v in loop.seconds.items()})
+            if not trainer.is_global_zero:
+                continue
+            if loop.images_total != len(dataset):
+                raise RuntimeError(f"counted {loop.images_total} images, the test set has {len(dataset)}")
             results[s.name] = s.finalize(loop.totals[s.name])
             cache.put(s.name, keys[s.name], results[s.name])
+        if not trainer.is_global_zero:
+            return {}
     report = assemble(cfg, sections, results, notes, model_card, data_id, versions(),
                       {"processes": processes, "seconds": round(time.time() - started, 2),
                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
