@@ -1,6 +1,7 @@
 """``build_model(spec, ...)``: every model the toolkit knows, as a classifier of [0, 1] images.
 
-Specs: ``small_cnn``, ``cifar_resnet18``, ``timm:<name>`` (random init; no hub download unless
+Specs: an architecture of :data:`ARCHITECTURES` (``small_cnn``, ``cifar_resnet18``, ``cifar_vgg``,
+``cifar_mobilenet``, ``cifar_densenet``, ``cifar_convnext``, ``cifar_vit``), ``timm:<name>`` (random init; no hub download unless
 ``pretrained=True`` is passed where the network allows), ``pretrained:<name>`` (weights shipped in an
 installed package), ``robustbench:<name>[@dataset/threat]`` (weights from ``model_dir``), or the path
 of a weight file (a train.py checkpoint rebuilds itself; a plain state dict needs ``arch=``).
@@ -22,7 +23,12 @@ from .checkpoint import (
     read_checkpoint,
     strip_prefixes,
 )
+from .cifar_convnext import cifar_convnext
+from .cifar_densenet import cifar_densenet
+from .cifar_mobilenet import cifar_mobilenet
 from .cifar_resnet import cifar_resnet18
+from .cifar_vgg import cifar_vgg
+from .cifar_vit import cifar_vit
 from .normalized import NormalizedClassifier
 from .pretrained import PRETRAINED
 from .small_cnn import SmallCNN
@@ -31,9 +37,14 @@ from .small_cnn import SmallCNN
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
     "cifar_resnet18": cifar_resnet18,
+    "cifar_vgg": cifar_vgg,
+    "cifar_mobilenet": cifar_mobilenet,
+    "cifar_densenet": cifar_densenet,
+    "cifar_convnext": cifar_convnext,
+    "cifar_vit": cifar_vit,
 }
 
-KNOWN_SPECS = ("small_cnn, cifar_resnet18, timm:<name>, pretrained:<name> "
+KNOWN_SPECS = (f"{', '.join(ARCHITECTURES)}, timm:<name>, pretrained:<name> "
                f"({', '.join(PRETRAINED)}), robustbench:<name>[@dataset/threat], "
                f"or the path of a weight file ({' '.join(CHECKPOINT_SUFFIXES)})")
 

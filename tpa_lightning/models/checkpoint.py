@@ -36,7 +36,7 @@ def read_checkpoint(path: str | Path) -> Any:
 
         try:
             return load_file(str(p), device="cpu")
-        except Exception as err:  # safetensors raises its own error types
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
             raise CheckpointError(f"checkpoint {p} is corrupt or not a safetensors file ({err})") from None
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
@@ -60,7 +60,7 @@ def _pickles_objects(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
             ops = {op.name for op, _, _ in pickletools.genops(fh)}
-    except Exception:           # not a well-formed pickle: corrupt
+    except Exception:  # noqa: BLE001 - any parse failure means a corrupt file
         return False
     return bool(ops & {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD"})
 
