@@ -33,7 +33,7 @@ class CertifySection(Section):
         if not bool(keep.any()):
             return out
         x, y = b.x[keep], b.y[keep]
-        smooth = defenses.build_defense("rs", ctx.models["model"], sigma=self.sigma, batch_size=self.batch_size,
+        smooth: Any = defenses.build_defense("rs", ctx.models["model"], sigma=self.sigma, batch_size=self.batch_size,
                                         seed=ctx.chunk_seed(b.chunk, 50))
         classes, radii = smooth.certify(x, n0=self.n0, n=self.n, alpha=self.alpha)
         ok = (classes.cpu() == y.cpu()) & (classes.cpu() != defenses.ABSTAIN)

@@ -77,7 +77,7 @@ def defended_models(cfg: DictConfig, model: nn.Module) -> tuple[dict[str, nn.Mod
         opts = dict(d.get("options") or {})
         if "seed" in defenses.defense_options(d["name"].split("+")[0]) and "+" not in d["name"]:
             opts.setdefault("seed", int(cfg.seed))
-        dm = defenses.build_defense(d["name"], model, **opts).eval()
+        dm: Any = defenses.build_defense(d["name"], model, **opts).eval()
         if not d.get("bpda", True) and hasattr(dm, "set_grad_mode"):
             dm.set_grad_mode("none")
         decl = declared(dm)

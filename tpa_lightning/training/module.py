@@ -3,7 +3,7 @@ examples generated on the fly (TPA or classic attacks), with torchmetrics logged
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -100,34 +100,34 @@ class AdversarialTrainingModule(L.LightningModule):
     def current_eps(self) -> float:
         """eps of the training attack this epoch: 0 during warm-up, then a linear ramp."""
         eps = float(self.attack_cfg.get("eps", 0.0))
-        epoch = self.current_epoch - self.hparams.warmup_epochs
+        epoch = self.current_epoch - self.hp.warmup_epochs
         if epoch < 0:
             return 0.0
-        ramp = self.hparams.eps_ramp_epochs
+        ramp = self.hp.eps_ramp_epochs
         return eps if ramp <= 0 else eps * min(1.0, (epoch + 1) / ramp)
 
     def _step_seed(self, stage: int) -> int:
         """A seed per (run seed, stage, rank, step): repeatable runs, fresh noise every step."""
-        return int(self.hparams.seed) * 1_000_003 + stage * 7_919 + self.global_rank * 104_729 + self.global_step
+        return int(self.hp.seed) * 1_000_003 + stage * 7_919 + self.global_rank * 104_729 + self.global_step
 
     def _build(self, cfg: Mapping[str, Any], **overrides: Any) -> Any:
         from ..attacks import build_attack
 
         opts = attack_options(cfg)
         opts.update(overrides)
-        opts.setdefault("precision", lightning_to_attack_precision(self.hparams.precision))
+        opts.setdefault("precision", lightning_to_attack_precision(self.hp.precision))
         return build_attack(str(cfg.get("name", "pgd")), self.model, **opts)
 
     def training_attack(self) -> Any:
         if self._attack is None:
-            name = ATTACK_ENGINE_OBJECTIVES.get(self.hparams.objective, "pgd")
+            name = ATTACK_ENGINE_OBJECTIVES.get(self.hp.objective, "pgd")
             cfg = dict(self.attack_cfg)
-            if self.hparams.objective == "tpa_at":
+            if self.hp.objective == "tpa_at":
                 cfg["name"] = "tpa"
-            elif self.hparams.objective in ("pgd_at", "trades", "mart", "fast_at"):
+            elif self.hp.objective in ("pgd_at", "trades", "mart", "fast_at"):
                 cfg = {k: cfg.get(k) for k in ("eps", "steps", "step_size", "norm", "max_batch")}
                 cfg["name"] = name
-            if self.hparams.objective == "fast_at":
+            if self.hp.objective == "fast_at":
                 cfg["steps"] = 1
             cfg["step_size"] = self._step_size(float(cfg.get("eps") or 0.0))
             self._attack = self._build(cfg)
@@ -137,7 +137,7 @@ class AdversarialTrainingModule(L.LightningModule):
         """Step of the training attack at budget ``eps``: ``attack.step_size`` scaled by
         ``eps / attack.eps`` (so the eps ramp keeps the step-to-budget ratio), 1.25 eps for fast_at,
         and ``2.5 eps / steps`` (Madry et al.) for pgd_at, trades and mart when no step is given."""
-        obj = self.hparams.objective
+        obj = self.hp.objective
         if obj == "fast_at":
             return 1.25 * eps
         full = float(self.attack_cfg.get("eps") or 0.0)
@@ -155,7 +155,7 @@ class AdversarialTrainingModule(L.LightningModule):
         from ..attacks import model_eval_no_param_grad
 
         step = self._step_size(eps)
-        if self.hparams.objective == "trades":
+        if self.hp.objective == "trades":
             steps = int(self.attack_cfg.get("steps") or 10)
             gen = torch.Generator(device=x.device).manual_seed(self._step_seed(1))
             with model_eval_no_param_grad(self.model) as net:
@@ -179,7 +179,7 @@ class AdversarialTrainingModule(L.LightningModule):
     # ---------------------------------------------------------------- steps
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        obj = self.hparams.objective
+        obj = self.hp.objective
         eps = self.current_eps()
         if obj == "clean" or (obj != "gaussian_noise" and eps <= 0.0):
             logits = self.model(x)
@@ -187,19 +187,19 @@ class AdversarialTrainingModule(L.LightningModule):
             self._update("train", "clean", logits, y, loss)
             return loss
         if obj == "gaussian_noise":
-            noise = torch.randn_like(x) * self.hparams.noise_sigma
+            noise = torch.randn_like(x) * self.hp.noise_sigma
             logits = self.model(x + noise)
             loss = F.cross_entropy(logits, y)
             self._update("train", "adv", logits, y, loss)
             return loss
-        n_adv = int(round(self.hparams.adv_ratio * x.shape[0]))
+        n_adv = int(round(self.hp.adv_ratio * x.shape[0]))
         x_adv = self._adversarial(x[:n_adv], y[:n_adv], eps) if n_adv > 0 else x[:0]
         if obj in ("trades", "mart"):
             logits_clean = self.model(x)
             logits_adv = self.model(x_adv)
             y_adv = y[:n_adv]
             fn = trades_loss if obj == "trades" else mart_loss
-            beta = self.hparams.trades_beta if obj == "trades" else self.hparams.mart_beta
+            beta = self.hp.trades_beta if obj == "trades" else self.hp.mart_beta
             loss = fn(logits_adv, logits_clean[:n_adv], y_adv, beta) if n_adv > 0 else logits_clean.new_zeros(())
             if n_adv < x.shape[0]:
                 rest = F.cross_entropy(logits_clean[n_adv:], y[n_adv:], reduction="sum") / x.shape[0]
@@ -212,7 +212,7 @@ class AdversarialTrainingModule(L.LightningModule):
             if n_adv < x.shape[0]:
                 self._update("train", "clean", logits[n_adv:].detach(), y[n_adv:],
                              F.cross_entropy(logits[n_adv:].detach(), y[n_adv:]))
-            if self.hparams.clean_train_metrics and n_adv > 0:
+            if self.hp.clean_train_metrics and n_adv > 0:
                 self._clean_train_metrics(x[:n_adv], y[:n_adv])
         if n_adv > 0:
             self._update("train", "adv", logits_adv.detach(), y[:n_adv],
@@ -225,12 +225,12 @@ class AdversarialTrainingModule(L.LightningModule):
         with torch.no_grad():
             logits = self.model(x)
         self._update(stage, "clean", logits, y, F.cross_entropy(logits, y))
-        limit = self.hparams.val_attack_batches
+        limit = self.hp.val_attack_batches
         if limit is not None and batch_idx >= limit:
             return
         if self._val_attack is None:
             self._val_attack = self._build(self.val_attack_cfg)
-        self._val_attack.seed = int(self.hparams.seed) + batch_idx
+        self._val_attack.seed = int(self.hp.seed) + batch_idx
         # Lightning evaluates under inference mode: leave it, and attack normal tensors.
         with torch.inference_mode(False), torch.enable_grad():
             x_adv = self._val_attack(x.clone(), y.clone())
@@ -244,9 +244,14 @@ class AdversarialTrainingModule(L.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step("test", batch, batch_idx)
 
+    @property
+    def hp(self) -> Any:
+        """The saved hyperparameters (``self.hparams``), typed loosely for attribute access."""
+        return self.hparams
+
     def _update(self, stage: str, kind: str, logits: Tensor, y: Tensor, loss: Tensor) -> None:
-        acc = self.metrics[f"{stage}_{kind}_acc"]
-        mean = self.losses[f"{stage}_{kind}_loss"]
+        acc = cast(torchmetrics.Metric, self.metrics[f"{stage}_{kind}_acc"])
+        mean = cast(torchmetrics.Metric, self.losses[f"{stage}_{kind}_loss"])
         acc.update(logits.detach(), y)
         mean.update(loss.detach(), weight=y.shape[0])
         self.log(f"{stage}/{kind}_acc", acc, on_step=False, on_epoch=True, prog_bar=(kind == "adv"))
@@ -254,7 +259,7 @@ class AdversarialTrainingModule(L.LightningModule):
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
-        h = self.hparams
+        h = self.hp
         params = [p for p in self.model.parameters() if p.requires_grad]
         if h.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=h.lr, momentum=h.sgd_momentum,

@@ -128,8 +128,8 @@ def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]
         "clean_acc": metrics.get("val/clean_acc"), "robust_acc": metrics.get("val/adv_acc"),
         "robust_attack": to_container(cfg)["training"]["val_attack"], "metrics": metrics,
         "last_checkpoint": str(ckpt_dir / "last.ckpt"), "best_checkpoint": best.best_model_path,
-        "data": {"name": cfg.data.name, "source": dm.source, "train": len(dm.train_set or []),
-                 "val": len(dm.val_set or [])},
+        "data": {"name": cfg.data.name, "source": dm.source, "train": _size(dm.train_set),
+                 "val": _size(dm.val_set)},
     }
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
@@ -143,3 +143,8 @@ def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]
     if not (ckpt_dir / "last.ckpt").is_file() and not cfg.trainer.fast_dev_run:
         raise ConfigError(f"training finished but wrote no checkpoint in {ckpt_dir}")
     return summary
+
+
+def _size(dataset: Any) -> int:
+    """Number of samples of a dataset, 0 for none."""
+    return 0 if dataset is None else len(dataset)
