@@ -44,3 +44,19 @@ def test_defense_without_bpda_or_eot_is_flagged(tmp_path):
     assert v["zero_input_gradients[bitdepth#0]"] == "fail"      # no BPDA: gradients masked
     assert v["zero_input_gradients[bitdepth#1]"] == "pass"      # BPDA as declared
     assert v["eot_for_randomised_models"] == "fail"             # rs attacked with eot_samples=1
+
+
+def test_adaptive_weaker_than_transfer_fails_unless_worst_case_is_reported() -> None:
+    from tpa_lightning.evaluation.sanity import adaptive_beats_transfer
+
+    def report(adaptive_acc: float, with_worst_case: bool) -> dict:
+        d = {"adaptive": [{"attack": "pgd", "accuracy": adaptive_acc}]}
+        if with_worst_case:
+            d["worst_case"] = [{"attack": "pgd", "accuracy": min(adaptive_acc, 0.44)}]
+        cells = [{"source": "model", "target": "bitdepth", "attack": "pgd", "asr_all": 0.56}]
+        return {"transfer": {"result": {"cells": cells}}, "defenses": {"bitdepth": d}}
+
+    assert adaptive_beats_transfer(report(0.476, False), 0.02)["verdict"] == "fail"
+    assert adaptive_beats_transfer(report(0.476, True), 0.02)["verdict"] == "warn"
+    assert adaptive_beats_transfer(report(0.45, True), 0.02)["verdict"] == "pass"      # within tolerance
+    assert adaptive_beats_transfer(report(0.30, False), 0.02)["verdict"] == "pass"

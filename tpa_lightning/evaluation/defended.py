@@ -65,24 +65,33 @@ class DefenseSection(Section):
 
     def counters(self) -> dict[str, tuple[int, ...]]:
         a = len(self.attacks)
-        return {"clean": (1,), "adaptive": (a,), "noise": (a,), "zero_grad": (1,), "total": (1,)}
+        return {"clean": (1,), "adaptive": (a,), "transfer": (a,), "worst_case": (a,), "noise": (a,),
+                "zero_grad": (1,), "total": (1,)}
 
     def step(self, ctx: Context, b: Batch) -> dict[str, Tensor]:
         model = ctx.models[self.key]
         eot = int(self.info["eot_samples_used"])
         reseed(model, ctx.chunk_seed(b.chunk, 30))
         clean = float((predict(model, b.x) == b.y).sum())
-        adaptive = torch.zeros(len(self.attacks), dtype=torch.float64)
-        noise = torch.zeros(len(self.attacks), dtype=torch.float64)
+        adaptive, transfer, worst, noise = (torch.zeros(len(self.attacks), dtype=torch.float64) for _ in range(4))
         for i, (atk, eps) in enumerate(zip(self.attacks, self.eps)):
             reseed(model, ctx.chunk_seed(b.chunk, 31))
             x_adv = run_attack(atk, model, b.x, b.y, ctx.seed, ctx.precision, eps=eps, eot_samples=eot)
             reseed(model, ctx.chunk_seed(b.chunk, 32))
-            adaptive[i] = float((predict(model, x_adv) == b.y).sum())
+            ok_adaptive = predict(model, x_adv) == b.y
+            # The same attack on the undefended model, transferred: an evaluation of a defense is only
+            # as strong as its strongest attack, so the headline figure is the per-image worst case.
+            x_tr = run_attack(atk, ctx.models["model"], b.x, b.y, ctx.seed, ctx.precision, eps=eps)
+            reseed(model, ctx.chunk_seed(b.chunk, 35))
+            ok_transfer = predict(model, x_tr) == b.y
+            adaptive[i] = float(ok_adaptive.sum())
+            transfer[i] = float(ok_transfer.sum())
+            worst[i] = float((ok_adaptive & ok_transfer).sum())
             noise[i] = float(noise_correct(model, b.x, b.y, eps, self.noise_draws, ctx.chunk_seed(b.chunk, 33)).sum())
         reseed(model, ctx.chunk_seed(b.chunk, 34))
         zero = float(zero_gradient(model, b.x, b.y).sum())
-        return {"clean": torch.tensor([clean]), "adaptive": adaptive, "noise": noise,
+        return {"clean": torch.tensor([clean]), "adaptive": adaptive, "transfer": transfer, "worst_case": worst,
+                "noise": noise,
                 "zero_grad": torch.tensor([zero]), "total": torch.tensor([b.x.shape[0]])}
 
     def finalize(self, t: dict[str, Tensor]) -> dict[str, Any]:
@@ -92,6 +101,10 @@ class DefenseSection(Section):
             "clean": proportion(int(t["clean"][0]), n),
             "adaptive": [{"attack": lab, "eps": e, **proportion(int(c), n)}
                          for lab, e, c in zip(self.labels, self.eps, t["adaptive"].tolist())],
+            "transfer_from_model": [{"attack": lab, "eps": e, **proportion(int(c), n)}
+                                    for lab, e, c in zip(self.labels, self.eps, t["transfer"].tolist())],
+            "worst_case": [{"attack": lab, "eps": e, **proportion(int(c), n)}
+                           for lab, e, c in zip(self.labels, self.eps, t["worst_case"].tolist())],
             "random_noise": [{"attack_eps": e, "draws": self.noise_draws, **proportion(int(c), n)}
                              for e, c in zip(self.eps, t["noise"].tolist())],
             "zero_gradient": {"images": int(t["zero_grad"][0]), "total": n,

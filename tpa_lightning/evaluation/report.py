@@ -71,7 +71,8 @@ def assemble(cfg: DictConfig, sections: list[Section], results: dict[str, Any], 
         checks = []
     verdicts = [c["verdict"] for c in checks]
     report["sanity"] = {"verdict": "fail" if "fail" in verdicts else "pass" if verdicts else "skipped",
-                        "failed": [c["name"] for c in checks if c["verdict"] == "fail"], "checks": checks}
+                        "failed": [c["name"] for c in checks if c["verdict"] == "fail"],
+                        "warnings": [c["name"] for c in checks if c["verdict"] == "warn"], "checks": checks}
     report["files"] = {}
     return report
 
@@ -97,13 +98,13 @@ def tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]
         rows = []
         for key, d in report["defenses"].items():
             dec = d["declared"]
-            rows.append([key, "clean", None, d["clean"]["accuracy"], d["clean"]["correct"], d["clean"]["total"],
-                         dec["gradient"], dec["bpda_used"], dec["eot_samples_used"], dec["random"]])
-            for p in d["adaptive"]:
-                rows.append([key, p["attack"], p["eps"], p["accuracy"], p["correct"], p["total"], dec["gradient"],
-                             dec["bpda_used"], dec["eot_samples_used"], dec["random"]])
-        t["defenses"] = (["defense", "attack", "eps", "accuracy", "correct", "total", "gradient", "bpda",
-                          "eot_samples", "random"], rows)
+            rows.append([key, "clean", None, d["clean"]["accuracy"], None, None, d["clean"]["correct"],
+                         d["clean"]["total"], dec["gradient"], dec["bpda_used"], dec["eot_samples_used"], dec["random"]])
+            for p, tr_p, w in zip(d["adaptive"], d["transfer_from_model"], d["worst_case"]):
+                rows.append([key, p["attack"], p["eps"], w["accuracy"], p["accuracy"], tr_p["accuracy"], w["correct"],
+                             p["total"], dec["gradient"], dec["bpda_used"], dec["eot_samples_used"], dec["random"]])
+        t["defenses"] = (["defense", "attack", "eps", "accuracy", "adaptive_accuracy", "transfer_accuracy",
+                          "correct", "total", "gradient", "bpda", "eot_samples", "random"], rows)
     if report["certified"]["result"]:
         t["certified"] = (["sigma", "radius", "certified_accuracy", "correct", "total", "n0", "n", "alpha"],
                           [[r["sigma"], p["radius"], p["accuracy"], p["correct"], p["total"], r["n0"], r["n"],
@@ -133,14 +134,17 @@ def markdown(report: dict[str, Any], tabs: dict[str, tuple[list[str], list[list[
              f"(sha256 {report['data']['sha256'][:12]}), seed {report['seed']}, "
              f"{report['run']['processes']} process(es), {report['run']['seconds']} s.", "",
              (f"**Sanity checks: {report['sanity']['verdict']}**")
-             + (f" (failed: {', '.join(report['sanity']['failed'])})" if report['sanity']['failed'] else ""), ""]
+             + (f" (failed: {', '.join(report['sanity']['failed'])})" if report['sanity']['failed'] else "")
+             + (f" (warnings: {', '.join(report['sanity']['warnings'])})" if report['sanity']['warnings'] else ""),
+             ""]
     c = report["clean"]
     lines += [f"Clean accuracy: **{c['accuracy']:.4f}** (95 % CI {c['ci95'][0]:.4f}-{c['ci95'][1]:.4f}, "
               f"Clopper-Pearson; {c['correct']}/{c['total']})", ""]
     titles = {"whitebox": "White-box robust accuracy (L-inf)",
               "transfer": ("Transfer attacks: success rate on each target (asr_all: over all images; "
                            "asr_correct: over images the target classified correctly)"),
-              "defenses": "Defenses around the model, attacked adaptively (BPDA / EOT as declared)",
+              "defenses": "Defenses around the model: accuracy = per-image worst case of the adaptive attack "
+                           "(BPDA / EOT as declared) and the same attack transferred from the undefended model",
               "certified": "Certified accuracy of randomized smoothing (L2 radius)",
               "autoattack": "AutoAttack", "sanity": "Sanity checks"}
     for name, title in titles.items():

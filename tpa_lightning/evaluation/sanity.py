@@ -1,5 +1,5 @@
 """Verdicts that catch broken evaluations (Carlini et al. 2019, "On evaluating adversarial
-robustness"; the checks of AutoAttack). Each check: name, verdict ("pass" / "fail" / "skipped"),
+robustness"; the checks of AutoAttack). Each check: name, verdict ("pass" / "warn" / "fail" / "skipped"),
 the numbers behind it and a sentence."""
 from __future__ import annotations
 
@@ -160,6 +160,10 @@ def adaptive_beats_transfer(report: dict[str, Any], tol: float) -> dict[str, Any
                         worse.append(pair)
     if not pairs:
         return _check("adaptive_beats_transfer_on_defenses", "skipped", "no defenses in the transfer matrix")
-    return _check("adaptive_beats_transfer_on_defenses", "fail" if worse else "pass",
-                  "an adaptive attack on a defense must leave no more images correct than a transfer attack",
-                  pairs=pairs, violations=worse, tolerance=tol)
+    covered = bool(worse) and all("worst_case" in defs[w["defense"]] for w in worse)
+    verdict = "pass" if not worse else "warn" if covered else "fail"
+    detail = "an adaptive attack on a defense must leave no more images correct than a transfer attack"
+    if verdict == "warn":
+        detail += ("; here it does not, so the adaptive attack is weak on this defense (the defense's reported "
+                   "accuracy is the per-image worst case over both, so the headline number is not inflated)")
+    return _check("adaptive_beats_transfer_on_defenses", verdict, detail, pairs=pairs, violations=worse, tolerance=tol)
