@@ -125,3 +125,19 @@ def test_train_py_rejects_bad_config() -> None:
     res = subprocess.run([sys.executable, "train.py", "training.objective=nope"], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 2 and "training.objective" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_last_checkpoint_is_the_final_epoch_even_without_improvement(tmp_path: Path) -> None:
+    """lr ~ 0: validation robust accuracy never improves after epoch 0, yet last.ckpt must hold the
+    state after the final epoch (Lightning's save_last alone would leave epoch 0's)."""
+    from tpa_lightning.training.run import train
+
+    out = tmp_path / "run"
+    cfg = load_config("train", [*SMALL, "data.limit_train=128", "data.val_size=64", "training.lr=1e-12",
+                                "training.objective=clean", "trainer.max_epochs=2", f"out={out}"])
+    train(cfg)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    steps_per_epoch = 128 // 64
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 2 * steps_per_epoch
+    best = list((out / "checkpoints").glob("best-epoch*.ckpt"))
+    assert [p.name for p in best] == ["best-epoch0.ckpt"]

@@ -114,8 +114,12 @@ def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]
     module = module_from(cfg, dm)
     ckpt_dir = out / "checkpoints"
     best = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-epoch{epoch}", monitor="val/adv_acc",
-                           mode="max", save_last=True, auto_insert_metric_name=False)
-    trainer = trainer_from(cfg, out, [best, *(callbacks or [])])
+                           mode="max", auto_insert_metric_name=False)
+    # Lightning's save_last only writes when the monitored checkpoint improves; this one writes
+    # last.ckpt after every epoch, so resuming loses at most the epoch in progress.
+    last = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)
+    trainer = trainer_from(cfg, out, [best, last, *(callbacks or [])])
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         from omegaconf import OmegaConf
