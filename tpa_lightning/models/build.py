@@ -1,10 +1,11 @@
 """``build_model(spec, ...)``: every model the toolkit knows, as a classifier of [0, 1] images.
 
 Specs: an architecture of :data:`ARCHITECTURES` (``small_cnn``, ``cifar_resnet18``, ``cifar_vgg``,
-``cifar_mobilenet``, ``cifar_densenet``, ``cifar_convnext``, ``cifar_vit``), ``timm:<name>`` (random init; no hub download unless
-``pretrained=True`` is passed where the network allows), ``pretrained:<name>`` (weights shipped in an
-installed package), ``robustbench:<name>[@dataset/threat]`` (weights from ``model_dir``), or the path
-of a weight file (a train.py checkpoint rebuilds itself; a plain state dict needs ``arch=``).
+``cifar_mobilenet``, ``cifar_densenet``, ``cifar_convnext``, ``cifar_vit``), ``timm:<name>`` (random
+init; no hub download unless ``pretrained=True`` is passed where the network allows),
+``pretrained:<name>`` (weights shipped in an installed package), ``robustbench:<name>[@dataset/threat]``
+(weights from ``model_dir``), or the path of a weight file (a train.py checkpoint rebuilds itself; a
+plain state dict needs ``arch=``).
 """
 from __future__ import annotations
 

@@ -74,8 +74,8 @@ class CifarConvNeXt(nn.Module):
         return logits
 
 
-def cifar_convnext(num_classes: int = 10, in_chans: int = 3, width: int = 96, depths: Sequence[int] = (2, 2, 6, 2),
-                   layer_scale_init: float = 1e-6) -> CifarConvNeXt:
+def cifar_convnext(num_classes: int = 10, in_chans: int = 3, width: int = 96,
+                   depths: Sequence[int] = (2, 2, 6, 2), layer_scale_init: float = 1e-6) -> CifarConvNeXt:
     """ConvNeXt for 32x32 images (defaults: ConvNeXt-T's widths and depths with a 2x2 patch stem)."""
     return CifarConvNeXt(num_classes=num_classes, in_chans=in_chans, width=width, depths=depths,
                          layer_scale_init=layer_scale_init)

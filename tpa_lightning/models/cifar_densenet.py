@@ -3,7 +3,8 @@
 Dense blocks of bottleneck layers (BN-ReLU-1x1 conv to ``4 * growth`` channels, BN-ReLU-3x3 conv
 to ``growth`` channels, output concatenated to the input), joined by transition layers (BN-ReLU-1x1
 conv that keeps ``compression`` of the channels, 2x2 average pool). ``width`` is the growth rate k
-(DenseNet-BC-100 uses k=12 and three blocks of 16 layers); the stem is a 3x3 conv to 2k channels.
+(DenseNet-BC-100 uses k=12 and three blocks of 16 layers); the stem is a 3x3 conv to 2k channels,
+with ``stem_stride=2`` a strided one (16x16 maps in the first block: about 4x fewer multiply-adds).
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ class CifarDenseNet(nn.Module):
     """Children ``stem``, ``features`` (dense blocks and transitions), ``bn`` and ``linear``."""
 
     def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 12,
-                 blocks: Sequence[int] = (16, 16, 16), compression: float = 0.5) -> None:
+                 blocks: Sequence[int] = (16, 16, 16), compression: float = 0.5,
+                 stem_stride: int = 1) -> None:
         super().__init__()
         blocks = tuple(int(b) for b in blocks)
         if min(num_classes, in_chans, width) < 1:
@@ -51,8 +53,10 @@ class CifarDenseNet(nn.Module):
             raise ValueError(f"cifar_densenet: blocks must be one or more block depths >= 1, got {blocks}")
         if not 0.0 < compression <= 1.0:
             raise ValueError(f"cifar_densenet: compression must be in (0, 1], got {compression}")
+        if stem_stride not in (1, 2):
+            raise ValueError(f"cifar_densenet: stem_stride must be 1 or 2, got {stem_stride}")
         channels = 2 * width
-        self.stem = nn.Conv2d(in_chans, channels, 3, padding=1, bias=False)
+        self.stem = nn.Conv2d(in_chans, channels, 3, stride=stem_stride, padding=1, bias=False)
         layers: list[nn.Module] = []
         for i, n in enumerate(blocks):
             for _ in range(n):
@@ -73,7 +77,8 @@ class CifarDenseNet(nn.Module):
 
 
 def cifar_densenet(num_classes: int = 10, in_chans: int = 3, width: int = 12,
-                   blocks: Sequence[int] = (16, 16, 16), compression: float = 0.5) -> CifarDenseNet:
+                   blocks: Sequence[int] = (16, 16, 16), compression: float = 0.5,
+                   stem_stride: int = 1) -> CifarDenseNet:
     """DenseNet-BC for 32x32 images (defaults: DenseNet-BC-100, k=12, 0.8 M parameters)."""
     return CifarDenseNet(num_classes=num_classes, in_chans=in_chans, width=width, blocks=blocks,
-                         compression=compression)
+                         compression=compression, stem_stride=stem_stride)

@@ -57,7 +57,8 @@ class CifarViT(nn.Module):
         if width % heads:
             raise ValueError(f"cifar_vit: width ({width}) must be divisible by heads ({heads})")
         if img_size % patch_size:
-            raise ValueError(f"cifar_vit: img_size ({img_size}) must be divisible by patch_size ({patch_size})")
+            raise ValueError(f"cifar_vit: img_size ({img_size}) must be divisible by "
+                             f"patch_size ({patch_size})")
         if pool not in ("cls", "mean"):
             raise ValueError(f"cifar_vit: pool must be 'cls' or 'mean', got {pool!r}")
         if mlp_ratio <= 0:

@@ -1,0 +1,250 @@
+"""Train the model zoo of the transferability benchmark (what is missing only), then write its model card.
+
+``python -m benchmarks.transfer.train_zoo [--quick] [--root DIR] [--force] [names...]`` (from the
+repository root) trains every requested model of :data:`~benchmarks.transfer.zoo.ZOO` whose training
+has not finished, each as ``python train.py experiment=zoo_<name> out=<root>/<name>`` in a subprocess,
+then measures each model's clean accuracy and writes ``docs/results/zoo.md`` and ``zoo.json``
+(``--quick``: ``docs/results/quick/``, models in ``outputs/zoo_quick``).
+
+A killed run resumes: a model whose ``metrics.json`` (written by train.py when it ends) exists is
+skipped, and one with only ``checkpoints/last.ckpt`` continues from it (``ckpt_path=last``).
+Each model folder keeps ``train.log`` (the subprocess's output) and ``zoo_run.json`` (the command, the
+wall-clock seconds and ``OMP_NUM_THREADS`` of every attempt), from which the card takes the training time.
+The subprocesses inherit the environment: on a CPU shared with other jobs, ``OMP_NUM_THREADS=1`` can be
+much faster than torch's default of one thread per core (measured 2.4x here with other jobs running).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .stats import wilson
+from .zoo import DEFAULT_ROOT, QUICK_ROOT, ZOO, ZooModel, zoo_model
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUN_RECORD = "zoo_run.json"
+RESULTS = REPO_ROOT / "docs" / "results"
+
+__all__ = ["ZooTrainingError", "checkpoint_epochs", "ensure_zoo", "main", "model_status", "resolve_root",
+           "train_seconds", "wilson"]
+
+
+class ZooTrainingError(RuntimeError):
+    """One or more zoo models failed to train (the message names them and their logs)."""
+
+
+def resolve_root(root: str | Path = DEFAULT_ROOT, quick: bool = False) -> Path:
+    """The absolute zoo folder: a relative ``root`` is taken from the repository root (where train.py
+    runs); with ``quick`` the default root becomes :data:`QUICK_ROOT`, so weak quick models never
+    land among the full zoo's."""
+    root = Path(root)
+    if quick and root == DEFAULT_ROOT:
+        root = QUICK_ROOT
+    return root if root.is_absolute() else REPO_ROOT / root
+
+
+def _display_root(root: Path) -> Path:
+    """``root`` relative to the repository when inside it (how train commands are shown and run)."""
+    try:
+        return root.relative_to(REPO_ROOT)
+    except ValueError:
+        return root
+
+
+def _read_record(folder: Path) -> dict[str, Any] | None:
+    path = folder / RUN_RECORD
+    if not path.is_file():
+        return None
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
+
+
+def _write_record(folder: Path, record: dict[str, Any]) -> None:
+    tmp = folder / (RUN_RECORD + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(folder / RUN_RECORD)
+
+
+def _close_interrupted(folder: Path, record: dict[str, Any]) -> None:
+    """An attempt that never ended (the driver was killed) counts up to its last checkpoint: the work
+    after it is redone by the resumed run."""
+    ckpt = folder / "checkpoints" / "last.ckpt"
+    for attempt in record.get("attempts", []):
+        if attempt.get("ended") is None:
+            saved = ckpt.stat().st_mtime if ckpt.is_file() else attempt["started"]
+            attempt["ended"] = max(saved, attempt["started"])
+            attempt["seconds"] = attempt["ended"] - attempt["started"]
+            attempt["interrupted"] = True
+
+
+def train_seconds(folder: Path) -> float | None:
+    """Wall-clock seconds of the training subprocesses of a model (start-up, data, validation
+    included; interrupted attempts up to their last checkpoint), or None without a zoo record."""
+    record = _read_record(folder)
+    if record is None:
+        return None
+    return float(sum(a.get("seconds") or 0.0 for a in record.get("attempts", [])))
+
+
+def model_status(m: ZooModel, root: Path) -> str:
+    """``shipped``, ``done`` (train.py finished), ``partial`` (a checkpoint to resume) or ``missing``."""
+    ckpt = m.checkpoint(root)
+    if ckpt is None:
+        return "shipped"
+    if ckpt.is_file() and (ckpt.parent.parent / "metrics.json").is_file():
+        return "done"
+    return "partial" if ckpt.is_file() else "missing"
+
+
+def checkpoint_epochs(m: ZooModel, root: Path) -> tuple[int | None, int | None]:
+    """``(epochs in last.ckpt, epochs train.py ran)``; None where unknown (no file, not a checkpoint).
+
+    They differ when train.py's ``last.ckpt`` was written only when the monitored ``val/adv_acc``
+    improved (Lightning 2.6's ModelCheckpoint with ``save_last=True`` saves "last" only together with a
+    top-k checkpoint): the final weights are then not in ``last.ckpt``.
+    """
+    ckpt = m.checkpoint(root)
+    if ckpt is None or not ckpt.is_file():
+        return None, None
+    metrics = ckpt.parent.parent / "metrics.json"
+    ran = json.loads(metrics.read_text()).get("epochs") if metrics.is_file() else None
+    try:
+        import torch
+
+        saved = int(torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]) + 1
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError):
+        # not a Lightning checkpoint (e.g. a plain state dict, or a test's placeholder file)
+        saved = None
+    return saved, (int(ran) if ran is not None else None)
+
+
+def _train_one(m: ZooModel, root: Path, quick: bool) -> int:
+    """Run (or resume) the train command of ``m``; returns the subprocess's exit status."""
+    folder = root / m.name
+    command = m.train_command(_display_root(root), quick)
+    assert command is not None
+    resume = model_status(m, root) == "partial"
+    args = [sys.executable, *command[1:]] + (["ckpt_path=last"] if resume else [])
+    folder.mkdir(parents=True, exist_ok=True)
+    record = _read_record(folder) or {"name": m.name, "command": command, "quick": quick, "attempts": []}
+    _close_interrupted(folder, record)
+    attempt: dict[str, Any] = {"started": time.time(), "ended": None, "seconds": None, "returncode": None,
+                               "resumed": resume, "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    record["attempts"].append(attempt)
+    _write_record(folder, record)
+    log = folder / "train.log"
+    print(f"[zoo] {'resuming' if resume else 'training'} {m.name}: {shlex.join(command)} (log: {log})",
+          flush=True)
+    with open(log, "a") as fh:
+        fh.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(args)}\n")
+        fh.flush()
+        rc = subprocess.run(args, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+    attempt["ended"] = time.time()
+    attempt["seconds"] = attempt["ended"] - attempt["started"]
+    attempt["returncode"] = rc
+    _write_record(folder, record)
+    print(f"[zoo] {m.name}: exit status {rc} after {attempt['seconds']:.0f} s", flush=True)
+    return rc
+
+
+def ensure_zoo(names: Sequence[str] | None = None, root: Path = DEFAULT_ROOT, quick: bool = False,
+               force: bool = False) -> dict[str, str]:
+    """Train what is missing of the zoo and return ``name -> build_model spec`` of every requested model.
+
+    Args:
+        names: zoo models (default: all of :data:`ZOO`); an unknown name raises ValueError.
+        root: where models live (``<root>/<name>/checkpoints/last.ckpt``); relative to the repository
+            root; with ``quick``, the default root means :data:`QUICK_ROOT`.
+        quick: add :data:`QUICK_OVERRIDES` to every train command (weak models, minutes in total).
+        force: delete and retrain the requested trained models even where they exist.
+
+    Shipped models (no experiment, e.g. ``resnet18_aa``) are returned as their spec. A finished model
+    trained with a different command (say, quick where a full run is asked for) raises ValueError:
+    pass ``force=True`` or another root. Models that fail to train raise :class:`ZooTrainingError`
+    after all the others have been tried.
+    """
+    models = list(ZOO) if names is None else [zoo_model(n) for n in names]
+    root = resolve_root(root, quick)
+    failed: list[str] = []
+    for m in models:
+        if m.experiment is None:
+            continue
+        folder = root / m.name
+        if force and folder.is_dir():
+            shutil.rmtree(folder)
+        if model_status(m, root) == "done":
+            record = _read_record(folder)
+            wanted = m.train_command(_display_root(root), quick)
+            if record is not None and record.get("command") != wanted:
+                raise ValueError(f"{folder} was trained with '{shlex.join(record['command'])}', not "
+                                 f"'{shlex.join(wanted or [])}': pass force=True (--force) or another root")
+            saved, ran = checkpoint_epochs(m, root)
+            if saved is not None and ran is not None and saved < ran:
+                print(f"[zoo] warning: {m.name}: last.ckpt holds epoch {saved} of {ran} (train.py saved "
+                      "'last' only when val/adv_acc improved); retrain it with --force once train.py "
+                      "saves the final weights", file=sys.stderr, flush=True)
+            continue
+        if _train_one(m, root, quick) != 0 or model_status(m, root) != "done":
+            failed.append(f"{m.name} (log: {folder / 'train.log'})")
+    if failed:
+        raise ZooTrainingError(f"training failed for {', '.join(failed)}")
+    return {m.name: m.model_spec(root) for m in models}
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.transfer.train_zoo",
+                                     description="Train the CIFAR-10 model zoo (what is missing) and write "
+                                                 "its model card to docs/results/zoo.{md,json}.")
+    known = ", ".join(m.name for m in ZOO)
+    parser.add_argument("names", nargs="*", help=f"zoo models (default: all): {known}")
+    parser.add_argument("--quick", action="store_true",
+                        help="one short epoch per model (checks the pipeline)")
+    parser.add_argument("--root", type=Path, default=None,
+                        help=f"model folder (default {DEFAULT_ROOT}; {QUICK_ROOT} with --quick)")
+    parser.add_argument("--force", action="store_true", help="retrain the named models even where they exist")
+    parser.add_argument("--images", type=int, default=1000,
+                        help="test images for the clean accuracy (class-balanced, deterministic; "
+                             "default 1000)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    names = [m.name for m in ZOO]
+    unknown = [n for n in args.names if n not in names]
+    if unknown:
+        print(f"error: unknown zoo model '{unknown[0]}'; known: {', '.join(names)}", file=sys.stderr)
+        return 2
+    if not 1 <= args.images <= 10_000:
+        print(f"error: --images must be in [1, 10000], got {args.images}", file=sys.stderr)
+        return 2
+    root = resolve_root(args.root or DEFAULT_ROOT, args.quick)
+    status = 0
+    try:
+        ensure_zoo(args.names or None, root, quick=args.quick, force=args.force)
+    except (ValueError, ZooTrainingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        status = 2 if isinstance(err, ValueError) else 1
+        if status == 2:
+            return status
+    from .zoo_card import write_card
+
+    out_dir = RESULTS / "quick" if args.quick else RESULTS
+    md, js = write_card(list(ZOO), root, args.quick, out_dir, n_images=args.images,
+                        display_root=_display_root(root))
+    print(f"[zoo] model card: {md} and {js}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

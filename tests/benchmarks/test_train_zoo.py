@@ -1,0 +1,117 @@
+"""The zoo driver, without training a CIFAR model: the train subprocess is replaced by a fake."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.transfer import train_zoo
+from benchmarks.transfer.train_zoo import (
+    ZooTrainingError,
+    ensure_zoo,
+    main,
+    resolve_root,
+    train_seconds,
+    wilson,
+)
+from benchmarks.transfer.zoo import QUICK_OVERRIDES, QUICK_ROOT, ZOO, zoo_model
+
+
+def _finish(folder: Path) -> None:
+    """What a finished train.py run leaves: the last checkpoint and metrics.json."""
+    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    (folder / "metrics.json").write_text(json.dumps({"clean_acc": 0.5}))
+
+
+class FakeTrain:
+    """Stands in for ``subprocess.run``: records the command, "trains" by writing the files."""
+
+    def __init__(self, returncode: int = 0) -> None:
+        self.calls: list[list[str]] = []
+        self.returncode = returncode
+
+    def __call__(self, args: list[str], cwd: Path, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        self.calls.append(list(args))
+        assert Path(cwd) == train_zoo.REPO_ROOT and args[1] == "train.py"
+        out = next(a.split("=", 1)[1] for a in args if a.startswith("out="))
+        folder = Path(out) if Path(out).is_absolute() else Path(cwd) / out
+        if self.returncode == 0:
+            _finish(folder)
+        return subprocess.CompletedProcess(args, self.returncode)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTrain:
+    f = FakeTrain()
+    monkeypatch.setattr(train_zoo.subprocess, "run", f)
+    return f
+
+
+def test_finished_models_are_skipped_and_missing_ones_trained(tmp_path: Path, fake: FakeTrain) -> None:
+    _finish(tmp_path / "vgg")
+    specs = ensure_zoo(["vgg", "vit", "resnet18_aa"], root=tmp_path)
+    assert len(fake.calls) == 1 and "experiment=zoo_vit" in fake.calls[0]
+    assert not any(a.startswith("ckpt_path") for a in fake.calls[0])
+    assert specs == {"vgg": str(tmp_path / "vgg" / "checkpoints" / "last.ckpt"),
+                     "vit": str(tmp_path / "vit" / "checkpoints" / "last.ckpt"),
+                     "resnet18_aa": "pretrained:autoattack_resnet18"}
+    record = json.loads((tmp_path / "vit" / train_zoo.RUN_RECORD).read_text())
+    assert record["command"] == zoo_model("vit").train_command(tmp_path)
+    assert record["attempts"][0]["returncode"] == 0
+    assert train_seconds(tmp_path / "vit") is not None
+    ensure_zoo(["vgg", "vit"], root=tmp_path)      # everything there now: nothing runs
+    assert len(fake.calls) == 1
+
+
+def test_a_partly_trained_model_resumes_from_its_last_checkpoint(tmp_path: Path, fake: FakeTrain) -> None:
+    (tmp_path / "densenet" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "densenet" / "checkpoints" / "last.ckpt").write_bytes(b"epoch 1")
+    ensure_zoo(["densenet"], root=tmp_path)
+    assert fake.calls[0][-1] == "ckpt_path=last"
+
+
+def test_force_retrains(tmp_path: Path, fake: FakeTrain) -> None:
+    _finish(tmp_path / "gaussian")
+    ensure_zoo(["gaussian"], root=tmp_path, force=True)
+    assert len(fake.calls) == 1
+
+
+def test_quick_uses_its_own_root_and_overrides(fake: FakeTrain, monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    monkeypatch.setattr(train_zoo, "REPO_ROOT", tmp_path)
+    assert resolve_root(quick=True) == tmp_path / QUICK_ROOT
+    specs = ensure_zoo(["mobilenet"], quick=True)
+    assert specs["mobilenet"] == str(tmp_path / QUICK_ROOT / "mobilenet" / "checkpoints" / "last.ckpt")
+    assert fake.calls[0][-len(QUICK_OVERRIDES):] == list(QUICK_OVERRIDES)
+    with pytest.raises(ValueError, match="force"):     # a quick model is not a full one
+        ensure_zoo(["mobilenet"], root=tmp_path / QUICK_ROOT, quick=False)
+
+
+def test_a_failed_training_is_reported_after_the_others(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    failing = FakeTrain(returncode=1)
+    monkeypatch.setattr(train_zoo.subprocess, "run", failing)
+    with pytest.raises(ZooTrainingError, match="vgg.*convnext"):
+        ensure_zoo(["vgg", "convnext"], root=tmp_path)
+    assert len(failing.calls) == 2
+
+
+def test_unknown_model_names(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="unknown zoo model"):
+        ensure_zoo(["resnet9000"])
+    assert main(["resnet9000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "resnet9000" in err[0] and ZOO[0].name in err[0]
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (1, 1), (712, 1000), (999, 1000), (0, 1000)])
+def test_wilson_interval_matches_scipy(k: int, n: int) -> None:
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(method="wilson")
+    lo, hi = wilson(k, n)
+    assert lo == pytest.approx(ci.low, abs=1e-12) and hi == pytest.approx(ci.high, abs=1e-12)
