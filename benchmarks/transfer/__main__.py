@@ -1,0 +1,122 @@
+"""``python -m benchmarks.transfer [--quick] ...``: the transferability benchmark on CIFAR-10 (JPEG copy).
+
+    python -m benchmarks.transfer --quick          # the short version, docs/results/quick/
+    python -m benchmarks.transfer                  # hours; resumes after a kill; docs/results/
+    python -m benchmarks.transfer --report-only    # rewrite the report from the cache, compute nothing
+
+Trains the zoo (benchmarks/transfer/train_zoo.py) and the NRP purifier where missing, crafts every
+adversarial set (cached per chunk under --cache), evaluates it on every target (cached), and writes
+README.md, CSV, PNG and run.json to --out after every finished unit.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .settings import FULL, PARTS, QUICK, Settings
+from .zoo import DEFAULT_ROOT, QUICK_ROOT
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"python -m benchmarks.transfer: error: {message}\n")
+        raise SystemExit(2)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = _Parser(prog="python -m benchmarks.transfer", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="the short version (reduced; see its README)")
+    p.add_argument("--out", type=Path, default=None, help="report folder (docs/results or docs/results/quick)")
+    p.add_argument("--root", type=Path, default=None,
+                   help=f"zoo checkpoints ({DEFAULT_ROOT} or {QUICK_ROOT} with --quick)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="resume cache (outputs/transfer/full/cache or outputs/transfer/quick/cache)")
+    p.add_argument("--images", type=int, default=None, help="number of test images (full: 1000, quick: 40)")
+    p.add_argument("--skip-train", action="store_true",
+                   help="do not train missing zoo models or the purifier; pick them up when another process "
+                        "finishes them")
+    p.add_argument("--only", type=str, default=None, help=f"comma-separated parts: {','.join(PARTS)}")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from the cache only")
+    p.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    a = p.parse_args(argv)
+    if a.images is not None and not 1 <= a.images <= 10_000:
+        p.error(f"--images must be in [1, 10000], got {a.images}")
+    if a.threads < 1:
+        p.error(f"--threads must be >= 1, got {a.threads}")
+    if a.only is not None:
+        parts = [x.strip() for x in a.only.split(",") if x.strip()]
+        bad = [x for x in parts if x not in PARTS]
+        if bad or not parts:
+            p.error(f"--only: unknown part(s) {','.join(bad) or '(none given)'}; allowed: {','.join(PARTS)}")
+        a.only = set(parts)
+    return a
+
+
+def settings_from(a: argparse.Namespace) -> Settings:
+    s = QUICK if a.quick else FULL
+    if a.images is not None:
+        s = s.replace(images=a.images, ablation_images=min(s.ablation_images, a.images))
+    if a.seed is not None:
+        s = s.replace(seed=a.seed)
+    return s
+
+
+def _expected_failure(err: Exception) -> bool:
+    """Failures that end with one line and status 2 (anything else is a bug and keeps its traceback)."""
+    return isinstance(err, (FileNotFoundError, ValueError, ImportError)) or type(err).__name__ == "ZooTrainingError"
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    import torch
+
+    from tpa_lightning.evaluation.provenance import versions
+
+    from . import report, runner
+
+    torch.set_num_threads(a.threads)
+    s = settings_from(a)
+    sub = "quick" if s.quick else "full"
+    out = a.out or (Path("docs/results/quick") if s.quick else Path("docs/results"))
+    root = a.root or (QUICK_ROOT if s.quick else DEFAULT_ROOT)
+    cache = a.cache or Path("outputs/transfer") / sub / "cache"
+    started = time.time()
+    cmd = "python -m benchmarks.transfer " + " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))
+    meta: dict[str, Any] = {"commands": [cmd.strip()], "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                            "versions": versions(), "out": str(out), "cache": str(cache), "zoo_root": str(root),
+                            "invocations": report.previous_invocations(out, cache)}
+    current: dict[str, Any] = {"command": cmd.strip(), "started": meta["started"], "wall_seconds": 0.0,
+                               "finished": None}
+    meta["invocations"].append(current)
+    last = [0.0]
+
+    def progress(state: runner.RunState, force: bool = False) -> None:
+        if not force and time.time() - last[0] < 60:
+            return
+        meta["wall_seconds"] = current["wall_seconds"] = time.time() - started
+        report.write(state, out, meta)
+        last[0] = time.time()
+
+    try:
+        state = runner.run(s, cache, root, parts=a.only, train=not a.skip_train, compute=not a.report_only,
+                           on_progress=progress)
+    except Exception as err:
+        if not _expected_failure(err):
+            raise
+        sys.stderr.write(f"python -m benchmarks.transfer: error: {err}\n")
+        return 2
+    meta["wall_seconds"] = current["wall_seconds"] = time.time() - started
+    meta["finished"] = current["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    readme = report.write(state, out, meta)
+    runner.log(f"report: {readme} ({len(state.results)} units finished, {len(state.pending)} pending); "
+               f"wall {meta['wall_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Make adversarial examples on a surrogate, cached chunk by chunk so that a killed run resumes.
+
+A :class:`Unit` is one (surrogate, attack, eps, targeted, steps, option overrides) adversarial set.
+Its images are crafted ``chunk`` at a time; each finished chunk is written to the cache (``adv/``)
+with its wall time. The attacks are batch-independent with a seed (an image's random draws depend
+only on the seed and the iteration), so the result does not depend on the chunking.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tpa_lightning.attacks import Attack, attack_passes_per_image, build_attack
+
+from .images import Images
+from .settings import attack_config
+from .store import Store, settings_key
+
+AttackFactory = Callable[..., Attack]
+
+
+@dataclass(frozen=True)
+class Unit:
+    surrogate: str
+    label: str
+    eps: float
+    targeted: bool
+    steps: int
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def name(self) -> str:
+        extra = "".join(f"-{k}{v:g}" if isinstance(v, (int, float)) else f"-{k}{v}" for k, v in self.overrides)
+        return (f"{self.surrogate}-{self.label}-eps{self.eps * 255:.4g}-{'tgt' if self.targeted else 'untgt'}"
+                f"-T{self.steps}{extra}")
+
+    def config(self) -> tuple[str, dict[str, Any]]:
+        return attack_config(self.label, self.eps, self.steps, **dict(self.overrides))
+
+
+@dataclass
+class Crafted:
+    unit: Unit
+    key: str
+    x_adv: Tensor
+    seconds: float          # wall seconds of crafting (summed over chunks, as measured when made)
+    passes_per_image: float
+    cached_chunks: int      # chunks read from the cache in this call
+    made_chunks: int        # chunks crafted in this call
+
+    @property
+    def images_per_s(self) -> float:
+        return float(self.x_adv.shape[0] / self.seconds) if self.seconds > 0 else float("nan")
+
+
+def unit_settings(unit: Unit, surrogate_id: dict[str, Any], images: Images, seed: int, target_seed: int | None,
+                  chunk: int) -> dict[str, Any]:
+    name, opts = unit.config()
+    return {"surrogate": unit.surrogate, "surrogate_id": surrogate_id, "attack": name, "label": unit.label,
+            "options": opts, "targeted": unit.targeted, "target_seed": target_seed if unit.targeted else None,
+            "images": images.identity(), "seed": seed, "chunk": chunk}
+
+
+def craft(store: Store, unit: Unit, model: nn.Module, surrogate_id: dict[str, Any], images: Images,
+          targets: Tensor | None, seed: int, chunk: int, max_batch: int = 128, target_seed: int | None = None,
+          factory: AttackFactory = build_attack, log: Callable[[str], None] | None = None,
+          compute: bool = True) -> Crafted | None:
+    """The adversarial set of ``unit`` on ``images``: read from the cache where finished, else made.
+
+    ``targets``: target classes (targeted units only). ``factory``: builds the attack (tests count calls).
+    With ``compute=False`` nothing is crafted: None unless every chunk is in the cache."""
+    if unit.targeted and targets is None:
+        raise ValueError(f"{unit.name}: a targeted unit needs target classes")
+    settings = unit_settings(unit, surrogate_id, images, seed, target_seed, chunk)
+    key = settings_key(settings)
+    name, opts = unit.config()
+    atk: Attack | None = None
+    parts: list[Tensor] = []
+    seconds = 0.0
+    cached = made = 0
+    n = images.y.numel()
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        ckey = settings_key({**settings, "rows": [start, stop]})
+        label = f"{unit.name}-r{start}"
+        hit = store.get_tensors("adv", label, ckey)
+        if hit is not None and hit["x_adv"].shape[0] == stop - start:
+            parts.append(hit["x_adv"])
+            seconds += float(hit["seconds"])
+            cached += 1
+            continue
+        if not compute:
+            return None
+        if atk is None:
+            atk = factory(name, model, seed=seed, max_batch=max_batch, **opts)
+        x, y = images.x[start:stop], images.y[start:stop]
+        t = None if targets is None or not unit.targeted else targets[start:stop]
+        t0 = time.perf_counter()
+        x_adv = atk(x, y, target=t)
+        dt = time.perf_counter() - t0
+        store.put_tensors("adv", label, ckey, {"x_adv": x_adv, "seconds": torch.tensor(dt, dtype=torch.float64)})
+        parts.append(x_adv)
+        seconds += dt
+        made += 1
+        if log is not None:
+            log(f"crafted {unit.name} rows {start}:{stop} in {dt:.1f} s ({(stop - start) / dt:.2f} img/s)")
+    if atk is None:
+        atk = factory(name, model, seed=seed, max_batch=max_batch, **opts)
+    return Crafted(unit, key, torch.cat(parts), seconds, attack_passes_per_image(atk), cached, made)

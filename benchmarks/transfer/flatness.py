@@ -1,0 +1,77 @@
+"""Flatness of adversarial examples: the mean input-gradient norm of the surrogate's loss around them.
+
+``flatness(x_adv) = E_{u ~ U(-r, r)^d} || grad_u CE(f(x_adv + u), y) ||_2`` (the point clamped to
+[0, 1]), estimated with ``samples`` draws per image; lower = flatter. This is the quantity TPA's
+penalty ``lambda * E ||g(x + delta + noise)||`` pushes down (paper Eq. 5). For targeted sets, use the
+targeted objective (``-CE`` towards the target; its gradient norm is that of CE).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tpa_lightning.attacks import model_eval_no_param_grad
+
+Objective = Callable[[Tensor, Tensor], Tensor]
+
+
+def ce_per_sample(logits: Tensor, y: Tensor) -> Tensor:
+    return F.cross_entropy(logits.float(), y, reduction="none")
+
+
+def neighbourhood_grad_norm(model: nn.Module, x: Tensor, y: Tensor, radius: float, samples: int, seed: int,
+                            batch: int = 128, objective: Objective = ce_per_sample) -> Tensor:
+    """Per-image mean L2 norm of ``d objective / d u`` over ``samples`` points ``u = clamp(x + U(-r, r))``.
+
+    ``objective(logits, y)`` returns one value per sample (summed before the gradient, so each image's
+    gradient is its own). With ``radius = 0`` one draw is used (the local gradient norm)."""
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    draws = 1 if radius == 0 else samples
+    gen = torch.Generator(device=x.device).manual_seed(int(seed))
+    out = torch.zeros(x.shape[0], dtype=torch.float64)
+    with model_eval_no_param_grad(model) as net, torch.enable_grad():
+        for s in range(0, x.shape[0], batch):
+            xb, yb = x[s:s + batch].float(), y[s:s + batch]
+            total = torch.zeros(xb.shape[0], dtype=torch.float64)
+            for _ in range(draws):
+                noise = (torch.rand(xb.shape, generator=gen, device=xb.device) * 2 - 1) * radius
+                u = (xb + noise).clamp(0.0, 1.0).requires_grad_(True)
+                (g,) = torch.autograd.grad(objective(net(u), yb).sum(), u)
+                total += g.flatten(1).norm(dim=1).double().cpu()
+            out[s:s + batch] = total / draws
+    return out
+
+
+def rank_correlation(flat: list[float], success: list[float]) -> dict[str, float | int | None]:
+    """Spearman's rho (scipy) between flatness (gradient norm: LOWER = flatter) and transfer success,
+    its two-sided p-value, and the pairs that contradict "flatter transfers better": pairs where one
+    set is flatter but transfers strictly worse (``discordant``) out of pairs differing in both."""
+    from scipy.stats import spearmanr
+
+    n = len(flat)
+    if n != len(success):
+        raise ValueError("flat and success must have the same length")
+    if n < 3:
+        return {"n": n, "rho": None, "p": None, "discordant": None, "pairs": None}
+    if len(set(flat)) < 2 or len(set(success)) < 2:   # constant input: rho undefined
+        rho = p = float("nan")
+    else:
+        res = spearmanr(flat, success)
+        rho, p = float(res.statistic), float(res.pvalue)
+    disc = pairs = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            df, ds = flat[i] - flat[j], success[i] - success[j]
+            if df == 0 or ds == 0:
+                continue
+            pairs += 1
+            # flatter (smaller norm) but worse transfer: the norm and the success move together
+            if (df < 0 and ds < 0) or (df > 0 and ds > 0):
+                disc += 1
+    return {"n": n, "rho": None if math.isnan(rho) else rho, "p": None if math.isnan(p) else p,
+            "discordant": disc, "pairs": pairs}

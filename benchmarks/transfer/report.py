@@ -1,0 +1,275 @@
+"""``<out>/README.md`` + CSVs + PNGs + ``run.json`` from a :class:`RunState` (finished or partial)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import ablation, plots, tables
+from .flatness import rank_correlation
+from .runner import RunState
+from .settings import ATTACK_TITLES, NOTES
+from .stats import rate
+from .tables import pct
+
+DATASET = "CIFAR-10 (JPEG copy)"
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def flatness_entries(state: RunState, surrogate: str, eps: float) -> list[dict[str, Any]]:
+    bb = tuple(t.name for t in state.targets if t.kind == "normal" and t.name != surrogate)
+    out = []
+    for r in state.results:
+        u = r.unit
+        if r.group != "main" or u.surrogate != surrogate or abs(u.eps - eps) > 1e-12 or u.overrides:
+            continue
+        out.append({"surrogate": surrogate, "eps_255": round(eps * 255, 3), "attack": u.label,
+                    "flatness": r.flat_mean, "flat_sem": r.flat_sem, "mean_asr": tables.mean_rate(r, bb),
+                    "whitebox_asr": r.evals[surrogate]["all"]["rate"] if surrogate in r.evals else None,
+                    "flat_images": r.flat_images, "fooled_images": r.fooled_images, "n_black_box": len(bb)})
+    return out
+
+
+def flatness_section(state: RunState, out: Path, figures: list[str]) -> tuple[str, list[dict[str, Any]],
+                                                                               dict[tuple[str, float], dict[str, int]]]:
+    s = state.settings
+    md = []
+    csv_rows: list[dict[str, Any]] = []
+    ranks: dict[tuple[str, float], dict[str, int]] = {}
+    for sur in s.surrogates:
+        for eps in sorted(s.eps, reverse=True):
+            ent = [e for e in flatness_entries(state, sur, eps) if e["flatness"] is not None]
+            if not ent:
+                continue
+            order = sorted(ent, key=lambda e: e["flatness"])
+            ranks[(sur, eps)] = {e["attack"]: i + 1 for i, e in enumerate(order)}
+            md.append(f"\n#### Surrogate `{sur}`, eps = {eps * 255:.0f}/255\n")
+            md.append("| attack | flatness: mean grad norm (+- s.e.) | flatness rank (1 = flattest) | "
+                      "white-box ASR (%) | mean black-box ASR (%) |")
+            md.append("|---|---|---|---|---|")
+            for e in order:
+                md.append(f"| {ATTACK_TITLES[e['attack']]} | {e['flatness']:.4g} (+- {e['flat_sem']:.2g}) | "
+                          f"{ranks[(sur, eps)][e['attack']]} | {pct(e['whitebox_asr'])} | {pct(e['mean_asr'])} |")
+                csv_rows.append({k: v for k, v in e.items() if k not in ("flat_images", "fooled_images")}
+                                | {"rank": ranks[(sur, eps)][e["attack"]]})
+            full = [e for e in ent if e["mean_asr"] is not None]
+            c = rank_correlation([e["flatness"] for e in full], [e["mean_asr"] for e in full])
+            img_f: list[float] = []
+            img_s: list[float] = []
+            for e in full:
+                if e["flat_images"] and e["fooled_images"] and e["n_black_box"]:
+                    img_f += e["flat_images"]
+                    img_s += [v / e["n_black_box"] for v in e["fooled_images"]]
+            ci = rank_correlation(img_f, img_s) if len(img_f) >= 3 else None
+            md.append("")
+            md.append(_correlation_text(c, ci, len(full)))
+            fig = f"flatness_{sur}_eps{round(eps * 255)}.png"
+            rho = "n/a" if c["rho"] is None else f"{c['rho']:+.2f}"
+            if plots.flatness_plot(full, f"Flatness vs transfer, surrogate {sur}, eps {eps * 255:.0f}/255, "
+                                   f"{DATASET}\nSpearman rho over attacks = {rho}", out / fig):
+                md.append(f"\n![{fig}]({fig})")
+                figures.append(fig)
+    return "\n".join(md), csv_rows, ranks
+
+
+def _correlation_text(c: dict[str, Any], ci: dict[str, Any] | None, n: int) -> str:
+    if c["rho"] is None:
+        return f"(rank correlation needs at least 3 finished attacks; {n} so far)"
+    t = (f"Spearman rank correlation over the {c['n']} attacks between the gradient norm (lower = flatter) and "
+         f"the mean black-box ASR: rho = {c['rho']:+.2f} (p = {c['p']:.2g}). A NEGATIVE rho would mean flatter "
+         f"sets transfer better. Of the {c['pairs']} pairs of attacks that differ in both, {c['discordant']} "
+         "have the flatter set transferring WORSE")
+    t += " - so flatter is not always more transferable here." if c["discordant"] else \
+        " - no pair contradicts 'flatter transfers better' here."
+    if ci is not None and ci["rho"] is not None:
+        t += (f" Per image (all attacks pooled, {ci['n']} adversarial images): rho between an image's gradient "
+              f"norm and the share of black-box targets it fools = {ci['rho']:+.2f} (p = {ci['p']:.2g}).")
+    return t
+
+
+def clean_table(state: RunState) -> str:
+    y = state.images.y
+    lines = ["| target | kind | clean accuracy on these images (95 % Wilson) | abstained |", "|---|---|---|---|"]
+    for t in state.targets:
+        pred = state.clean[t.name]
+        r = rate(int((pred == y).sum()), int(y.numel()))
+        abst = int((pred < 0).sum())
+        lines.append(f"| {t.title} [`{t.name}`] | {t.kind} | {pct(r['rate'])} ({pct(r['lo'])}-{pct(r['hi'])}) | "
+                     f"{abst if t.name.startswith('rs@') else '-'} |")
+    return "\n".join(lines)
+
+
+def previous_invocations(out: Path, cache: Path) -> list[dict[str, Any]]:
+    """The invocations recorded in ``out/run.json`` by earlier runs on the same cache (resumed runs)."""
+    try:
+        old = json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if old.get("cache") != str(cache):
+        return []
+    inv = old.get("invocations")
+    if isinstance(inv, list):
+        return [i for i in inv if isinstance(i, dict)]
+    if old.get("commands"):
+        return [{"command": old["commands"][-1], "started": old.get("started"),
+                 "wall_seconds": old.get("wall_seconds"), "finished": old.get("finished")}]
+    return []
+
+
+def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
+    """Write (or rewrite) the whole report; returns the README path."""
+    out.mkdir(parents=True, exist_ok=True)
+    s = state.settings
+    figures: list[str] = []
+    md: list[str] = []
+    done, pending = len(state.results), len(state.pending)
+    status = "complete" if pending == 0 else f"PARTIAL: {done} units finished, {pending} pending"
+    title = "Transferability benchmark" + (" (quick version)" if s.quick else "")
+    md.append(f"# {title}: {DATASET}\n")
+    md.append(f"Status: **{status}** (report written {time.strftime('%Y-%m-%d %H:%M:%S')}). All numbers on "
+              f"{DATASET}, {state.images.y.numel()} test images, seed {s.seed}. Generated by "
+              "`benchmarks/transfer`; do not edit by hand.\n")
+    md.append("## How this was made\n")
+    md.append("```\n" + "\n".join(meta.get("commands", [])) + "\n```\n")
+    inv = meta.get("invocations") or []
+    if len(inv) > 1:
+        md.append("Invocations on this cache (a resumed run continues where the previous one stopped):\n")
+        md += [f"- `{i.get('command')}` started {i.get('started')}, wall {float(i.get('wall_seconds') or 0):.0f} s"
+               + ("" if i.get("finished") else " (stopped or still running)") for i in inv]
+        md.append("")
+    md.append(f"- Wall time of this invocation so far: {meta.get('wall_seconds', 0):.0f} s (zoo "
+              f"{state.timings.get('zoo_seconds', 0):.0f} s, purifier {state.timings.get('purifier_seconds', 0):.0f} s, "
+              f"units {state.timings.get('units_seconds', 0):.0f} s). Crafting times in the tables are as measured "
+              "when each chunk was made (a resumed run keeps them); the machine (2 CPU cores) was shared with "
+              "other jobs, so times are noisy.")
+    total = sum(r.seconds for r in state.results)
+    md.append(f"- Crafting time summed over the {len(state.results)} finished units (as measured when made, "
+              f"including earlier invocations): {total:.0f} s.")
+    md.append(f"- Package versions: {', '.join(f'{k} {v}' for k, v in meta.get('versions', {}).items() if v)}.")
+    md.append(f"- Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, no GPU.")
+    md.append(f"- Images: {state.images.rule}; source {state.images.source}.")
+    md.append(f"- Seeds: attacks seed={s.seed} (re-seeded per chunk: batch-independent draws), target classes "
+              f"seed={s.seed + 1}, flatness noise seed={s.seed + 3}, randomised defenses seed={s.seed + 7}.")
+    if s.quick:
+        md.append("\n**Reduced for the quick version** (the full version runs without these reductions):\n")
+        md += [f"- {r}" for r in s.reductions]
+    if state.missing:
+        md.append(f"\n**Not available in this run** (their columns are absent): {', '.join(state.missing)}.")
+    md.append("\n## Definitions\n")
+    md.append("- ASR (attack success rate), the paper's definition: share of ALL images whose adversarial version "
+              "the target does not classify as the true class. Second tables: the same among the images the "
+              "target classified correctly before the attack. Targeted: share classified as the target class.")
+    md.append("- Intervals: 95 % Wilson score intervals of each proportion (`lo-hi` in brackets).")
+    md.append(f"- Randomized smoothing: `PREDICT` of Cohen et al. with sigma = {s.rs_sigma}, n = {s.rs_n}, "
+              f"alpha = {s.rs_alpha}; an abstention is not the true class, so it counts as a SUCCESS of an "
+              "untargeted attack (clean abstentions are listed in the target table).")
+    md.append(f"- Input-transformation defenses (R&P, FD, JPEG, NRP) sit in front of `{s.defense_base}`; the "
+              "undefended column is shown beside them. NRP: a purifier trained here by `train.py task=purifier` "
+              f"({' '.join(s.purifier_overrides)}), dynamic inference on. Transfer setting: the examples are "
+              "crafted on the surrogate only (no adaptive attack on the defenses).")
+    md.append(f"- Flatness: mean over {s.flat_samples} draws u ~ U(-r, r) per pixel, r = {s.flat_radius:g} x eps, of "
+              "||grad_u CE(f(x_adv + u), y)||_2 on the surrogate (the quantity TPA's penalty targets); lower = "
+              "flatter.")
+    md.append("- Attack settings: " + " ".join(NOTES))
+    md.append(f"- Time: wall seconds to craft the {state.images.y.numel()} images on the surrogate ('craft s') and "
+              "images per second.")
+    md.append("\n## Targets\n")
+    md.append(clean_table(state))
+    weak = tables.weak_columns(state, tuple(t.name for t in state.targets))
+    if weak:
+        md.append(f"\n**{len(weak)} target(s) at or below {100 * tables.WEAK_ACCURACY:.0f} % clean accuracy** "
+                  f"({', '.join(weak)}): near chance (10 %), so their success rates mostly measure the target, "
+                  "not the attack.")
+    if (out / "zoo.md").is_file():
+        md.append("\nThe zoo's own card (training commands, times, accuracies): [zoo.md](zoo.md).")
+
+    specs = tables.table_specs(state)
+    flat_md, flat_rows, ranks = flatness_section(state, out, figures)
+    for which_table in ("table1", "table2", "table3", "table5"):
+        group = [sp for sp in specs if sp.table == which_table]
+        if not group or not any(tables.rows_of(state, sp) for sp in group):
+            continue
+        md.append(f"\n## {tables.TABLE_TITLES[which_table]}\n")
+        for sp in group:
+            rows = tables.rows_of(state, sp)
+            if not rows:
+                continue
+            md.append(f"\n### Surrogate `{sp.surrogate}`, eps = {sp.eps * 255:.0f}/255 ({DATASET})\n")
+            md.append(("Targeted success" if sp.targeted else "ASR") + " over all images, % (95 % Wilson):\n")
+            md.append(tables.markdown(state, sp, "all"))
+            md.append("\nAmong the images each target classified correctly before the attack, %:\n")
+            md.append(tables.markdown(state, sp, "correct"))
+            md.append("\n" + tables.analysis(state, sp, None if sp.targeted else ranks.get((sp.surrogate, sp.eps))))
+            fig = f"{sp.slug}.png"
+            if plots.heatmap(state, sp, out / fig):
+                md.append(f"\n![{fig}]({fig})")
+                figures.append(fig)
+
+    ab_rows = ablation.points(state)
+    if any(r["done"] for r in ab_rows):
+        md.append(f"\n## Ablation (Figure 5 analogue): TPA hyperparameters, surrogate `{s.ablation_surrogate}`, "
+                  f"eps = {s.ablation_eps * 255:.0f}/255, {s.ablation_images} images ({DATASET})\n")
+        md.append("Each sweep varies one hyperparameter from TPA's defaults (official mode: N = 10, b = 0.112, "
+                  "k = 0.0113, mix = 0.8; paper mode: lambda = 5), T = 10 unless T is swept.\n")
+        md.append(ablation.markdown(state, ab_rows))
+        md.append("\n" + ablation.analysis(state, ab_rows))
+        if plots.ablation_plot(state, ab_rows, out / "ablation.png"):
+            md.append("\n![ablation.png](ablation.png)")
+            figures.append("ablation.png")
+        by_unit = {r["unit"]: r for r in ab_rows if r["done"] and r["attack"].startswith("tpa")
+                   and r.get("flatness") is not None and r.get("mean_asr") is not None}
+        tpa_pts = list(by_unit.values())   # the default setting appears in several sweeps: count it once
+        if len(tpa_pts) >= 3:
+            c = rank_correlation([r["flatness"] for r in tpa_pts], [r["mean_asr"] for r in tpa_pts])
+            if c["rho"] is not None:
+                md.append(f"\nOver the {c['n']} TPA settings of the ablation, Spearman rho between gradient norm "
+                          f"and mean black-box ASR = {c['rho']:+.2f} (p = {c['p']:.2g}); {c['discordant']} of "
+                          f"{c['pairs']} pairs have the flatter setting transferring worse.")
+
+    if flat_md:
+        md.append("\n## Flatness against transferability (the paper's central question)\n")
+        md.append("Is a flatter adversarial example (smaller gradient norm of the surrogate's loss around it) "
+                  "more transferable? Measured per attack on the untargeted sets:\n")
+        md.append(flat_md)
+
+    if state.pending:
+        md.append(f"\n## Pending units ({len(state.pending)})\n")
+        md.append(", ".join(f"`{p}`" for p in state.pending[:60]) + (" ..." if len(state.pending) > 60 else ""))
+
+    md.append("\n## Files\n")
+    md.append("- `results.csv`: one row per (adversarial set, target): counts, rates, Wilson intervals, both "
+              "definitions, crafting time, flatness.\n- `ablation.csv`, `flatness.csv`: the ablation points and "
+              "the flatness table.\n- `run.json`: settings, commands, versions, model fingerprints, timings, "
+              "finished and pending units.\n- PNG: " + ", ".join(f"`{f}`" for f in figures))
+    write_csv(out / "results.csv", tables.csv_rows(state))
+    write_csv(out / "ablation.csv", ab_rows)
+    write_csv(out / "flatness.csv", flat_rows)
+    run = {"dataset": DATASET, "status": status, **meta, "settings": _jsonable(dataclasses.asdict(s)),
+           "models": {n: {"spec": state.specs.get(n), **state.ids[n]} for n in state.ids},
+           "purifier": state.purifier, "missing": state.missing, "timings": state.timings,
+           "images": state.images.identity(),
+           "finished": [{"unit": r.unit.name, "group": r.group, "key": r.key[:16], "craft_seconds": r.seconds}
+                        for r in state.results], "pending": state.pending}
+    (out / "run.json").write_text(json.dumps(run, indent=1, default=str))
+    readme = out / "README.md"
+    readme.write_text("\n".join(md) + "\n")
+    return readme
+
+
+def _jsonable(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=str))

@@ -1,0 +1,396 @@
+"""Orchestration: zoo and purifier, models and targets, then every unit of work in priority order.
+
+A unit = one adversarial set (surrogate, attack, eps, targeted, overrides), its evaluations on the
+targets it belongs to, and its flatness. Each piece is cached (see :mod:`.store`); after each unit
+the report is rewritten from what is finished, so a killed run leaves a valid partial report and a
+restarted run resumes where it stopped. ``compute=False`` (``--report-only``) reads the cache only.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .crafting import Unit, craft
+from .flatness import neighbourhood_grad_norm
+from .images import Images, load_test_images, target_classes
+from .settings import CRAFT_PRIORITY, Settings
+from .stats import success_counts
+from .store import Store, settings_key
+from .targets import Target, cached_predictions, defense_target, model_target
+from .zoo import DEFAULT_ROOT, ZOO, zoo_model
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Which target kinds a part of the run evaluates.
+PART_KINDS = {"table1": "normal", "table2": "secured", "table5": "defense"}
+
+#: TPA defaults of the ablation rows (an override equal to the default IS the main unit).
+ABLATION_DEFAULTS: dict[str, dict[str, float]] = {
+    "tpa": {"copies": 10, "noise_radius": 0.112, "lookahead": 0.0113, "mix": 0.8},
+    "tpa_paper": {"lam": 5.0, "copies": 10, "noise_radius": 0.112, "lookahead": 0.05},
+}
+
+
+@dataclass
+class UnitResult:
+    unit: Unit
+    group: str                      # "main", "targeted" or "ablation"
+    key: str
+    seconds: float
+    images_per_s: float
+    passes_per_image: float
+    n: int
+    evals: dict[str, dict[str, Any]] = field(default_factory=dict)   # target name -> success_counts
+    flat_mean: float | None = None
+    flat_sem: float | None = None
+    flat_images: list[float] | None = None
+    fooled_images: list[int] | None = None   # per image: black-box normal targets fooled
+
+
+@dataclass
+class RunState:
+    settings: Settings
+    store: Store
+    images: Images
+    targets_cls: Tensor
+    models: dict[str, nn.Module]
+    ids: dict[str, dict[str, Any]]
+    specs: dict[str, str]
+    targets: list[Target]
+    clean: dict[str, Tensor]
+    results: list[UnitResult] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)   # models / purifier not available
+    timings: dict[str, float] = field(default_factory=dict)
+    purifier: str | None = None
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------ zoo
+def zoo_names(s: Settings) -> list[str]:
+    """Every zoo model: both surrogates are also normal targets (Table 1's white-box and cross columns)."""
+    del s
+    return [m.name for m in ZOO if m.role in ("surrogate", "normal", "secured", "smoothing")]
+
+
+def prepare_zoo(s: Settings, root: Path, train: bool) -> dict[str, str]:
+    """name -> build_model spec of every zoo model that exists (trained now if ``train``)."""
+    names = zoo_names(s)
+    if train:
+        from .train_zoo import ensure_zoo
+
+        specs = dict(ensure_zoo(names=names, root=root, quick=s.quick))
+    else:
+        specs = {}
+        for n in names:
+            m = zoo_model(n)
+            ckpt = m.checkpoint(root)
+            # a finished train.py run writes metrics.json; a bare last.ckpt may be mid-training
+            if ckpt is None or (ckpt.is_file() and (ckpt.parent.parent / "metrics.json").is_file()):
+                specs[n] = m.model_spec(root)
+    return specs
+
+
+def purifier_path(root: Path) -> Path:
+    return Path(root) / "nrp_purifier" / "purifier.pt"
+
+
+def prepare_purifier(s: Settings, root: Path, train: bool) -> str | None:
+    """Train the NRP purifier on CIFAR-10 (JPEG copy) with train.py if it is missing."""
+    path = purifier_path(root)
+    if path.is_file() or not train:
+        return str(path) if path.is_file() else None
+    cmd = [sys.executable, "train.py", "task=purifier", "data.name=cifar10", f"seed={s.seed}",
+           f"out={path.parent}", "trainer.enable_progress_bar=false", *s.purifier_overrides]
+    log("training the NRP purifier: " + " ".join(cmd[1:]))
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not path.is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        log("purifier training failed: " + " | ".join(tail))
+        return None
+    return str(path)
+
+
+# ------------------------------------------------------------------ models and targets
+def fingerprint(model: nn.Module, spec: str) -> dict[str, Any]:
+    from tpa_lightning.evaluation.provenance import model_fingerprint
+
+    return {"spec_kind": spec if ":" in spec and not Path(spec).exists() else "checkpoint",
+            **model_fingerprint(model)}
+
+
+def load_models(specs: dict[str, str]) -> tuple[dict[str, nn.Module], dict[str, dict[str, Any]]]:
+    from tpa_lightning.models import build_model
+
+    models, ids = {}, {}
+    for name, spec in specs.items():
+        m = build_model(spec).eval()
+        for p in m.parameters():
+            p.requires_grad_(False)
+        models[name], ids[name] = m, fingerprint(m, spec)
+    return models, ids
+
+
+def build_targets(s: Settings, models: dict[str, nn.Module], ids: dict[str, dict[str, Any]],
+                  purifier: str | None) -> tuple[list[Target], list[str]]:
+    """Targets in column order, and what is missing."""
+    from tpa_lightning.evaluation.provenance import file_sha256
+
+    targets: list[Target] = []
+    missing: list[str] = []
+    for m in ZOO:
+        if m.role in ("surrogate", "normal", "secured"):
+            if m.name not in models:
+                missing.append(m.name)
+                continue
+            kind = "secured" if m.role == "secured" else "normal"
+            targets.append(model_target(m.name, kind, f"{m.name} ({m.family})", models[m.name], ids[m.name]))
+    base = s.defense_base
+    for d in s.defenses:
+        seed = s.seed + 7
+        if d == "rs":
+            if "gaussian" not in models:
+                missing.append("gaussian (randomized smoothing base)")
+                continue
+            targets.append(defense_target("rs", "gaussian", models["gaussian"], ids["gaussian"], seed,
+                                          rs_sigma=s.rs_sigma, rs_n=s.rs_n, rs_alpha=s.rs_alpha))
+            continue
+        if base not in models:
+            missing.append(f"{base} (defense base)")
+            continue
+        if d == "nrp":
+            if purifier is None:
+                missing.append("NRP purifier")
+                continue
+            targets.append(defense_target("nrp", base, models[base], ids[base], seed, nrp_weights=purifier,
+                                          nrp_id={"sha256": file_sha256(purifier)}))
+            continue
+        targets.append(defense_target(d, base, models[base], ids[base], seed))
+    return targets, missing
+
+
+# ------------------------------------------------------------------ units
+def craft_order(labels: tuple[str, ...]) -> list[str]:
+    return sorted(labels, key=lambda a: CRAFT_PRIORITY.index(a) if a in CRAFT_PRIORITY else len(CRAFT_PRIORITY))
+
+
+def main_units(s: Settings, surrogate: str) -> list[tuple[str, Unit]]:
+    out: list[tuple[str, Unit]] = []
+    for eps in sorted(s.eps, reverse=True):
+        out += [("main", Unit(surrogate, a, eps, False, s.steps)) for a in craft_order(s.attacks)]
+    return out
+
+
+def targeted_units(s: Settings, surrogate: str) -> list[tuple[str, Unit]]:
+    return [("targeted", Unit(surrogate, a, eps, True, s.steps))
+            for eps in sorted(s.targeted_eps, reverse=True) for a in craft_order(s.targeted_attacks)]
+
+
+def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
+    out: list[tuple[str, Unit]] = []
+    seen: set[Unit] = set()
+    for ab in s.ablations:
+        for v in ab.values:
+            if ab.param == "steps":
+                u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, int(v))
+            else:
+                default = ABLATION_DEFAULTS.get(ab.label, {}).get(ab.param)
+                over: tuple[tuple[str, Any], ...] = () if default is not None and float(v) == float(default) \
+                    else ((ab.param, int(v) if ab.param == "copies" else float(v)),)
+                u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, s.steps, over)
+            if u not in seen:
+                seen.add(u)
+                out.append(("ablation", u))
+    return out
+
+
+def work_list(s: Settings, parts: set[str]) -> list[tuple[str, Unit]]:
+    """Units in the order they are made: per surrogate, untargeted (largest eps first), targeted,
+    and the ablation after the tables of its surrogate."""
+    work: list[tuple[str, Unit]] = []
+    for sur in s.surrogates:
+        if parts & {"table1", "table2", "table5", "flatness"}:
+            work += main_units(s, sur)
+        if "table3" in parts:
+            work += targeted_units(s, sur)
+        if "ablation" in parts and sur == s.ablation_surrogate:
+            work += ablation_units(s)
+    if "ablation" in parts and s.ablation_surrogate not in s.surrogates:
+        work += ablation_units(s)
+    return work
+
+
+def unit_targets(group: str, state: RunState, parts: set[str]) -> list[Target]:
+    if group in ("targeted", "ablation"):
+        return [t for t in state.targets if t.kind == "normal"]
+    kinds = {PART_KINDS[p] for p in parts if p in PART_KINDS}
+    if "flatness" in parts:
+        kinds.add("normal")
+    return [t for t in state.targets if t.kind in kinds]
+
+
+def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compute: bool) -> UnitResult | None:
+    """Craft (or read), evaluate and measure one unit; None if not finished and ``compute`` is False."""
+    s = state.settings
+    if unit.surrogate not in state.models:
+        return None
+    images = state.images
+    if group == "ablation" and s.ablation_images < images.y.numel():
+        k = s.ablation_images
+        images = Images(images.x[:k], images.y[:k], images.index[:k], images.source, images.rule)
+    n = images.y.numel()
+    tcls = state.targets_cls[:n]
+    model = state.models[unit.surrogate]
+    crafted = craft(state.store, unit, model, state.ids[unit.surrogate], images,
+                    tcls if unit.targeted else None, s.seed, s.chunk, s.max_batch_for(unit.surrogate),
+                    target_seed=s.seed + 1, log=log, compute=compute)
+    if crafted is None:
+        return None
+    res = UnitResult(unit, group, crafted.key, crafted.seconds, crafted.images_per_s, crafted.passes_per_image, n)
+    black_box: list[Tensor] = []
+    for t in unit_targets(group, state, parts):
+        pred = cached_predictions(state.store, t, crafted.x_adv, unit.name, crafted.key) if compute else \
+            _cached_only(state.store, t, crafted.x_adv, unit.name, crafted.key)
+        if pred is None:
+            continue
+        clean = state.clean[t.name][:n]
+        res.evals[t.name] = success_counts(pred, images.y, clean, tcls if unit.targeted else None)
+        if t.kind == "normal" and t.name != unit.surrogate and not unit.targeted:
+            black_box.append(pred != images.y)
+    if black_box:
+        res.fooled_images = torch.stack(black_box).sum(0).tolist()
+    if not unit.targeted and ("flatness" in parts or group == "ablation"):
+        fkey = settings_key({"unit": crafted.key, "radius": s.flat_radius, "samples": s.flat_samples,
+                             "seed": s.seed + 3})
+        hit = state.store.get_json("flat", unit.name, fkey)
+        if hit is None and compute:
+            t0 = time.perf_counter()
+            norms = neighbourhood_grad_norm(model, crafted.x_adv, images.y, s.flat_radius * unit.eps,
+                                            s.flat_samples, s.seed + 3)
+            hit = {"norms": norms.tolist(), "seconds": time.perf_counter() - t0}
+            state.store.put_json("flat", unit.name, fkey, hit)
+        if hit is not None:
+            v = torch.tensor(hit["norms"], dtype=torch.float64)
+            res.flat_images = v.tolist()
+            res.flat_mean = float(v.mean())
+            res.flat_sem = float(v.std() / max(1, v.numel()) ** 0.5) if v.numel() > 1 else 0.0
+    return res
+
+
+def _cached_only(store: Store, t: Target, x: Tensor, what: str, what_key: str) -> Tensor | None:
+    key = settings_key({"what": what_key, "target": t.identity, "name": t.name})
+    hit = store.get_json("eval", f"{what}--{t.name}", key)
+    if hit is None or len(hit["pred"]) != x.shape[0]:
+        return None
+    return torch.tensor(hit["pred"], dtype=torch.int64)
+
+
+# ------------------------------------------------------------------ the run
+def refresh_models(state: RunState, root: Path, compute: bool) -> bool:
+    """Pick up zoo models (and the purifier) that finished since the start (trained by another
+    process); returns True if something was added."""
+    s = state.settings
+    specs = prepare_zoo(s, root, False)
+    new = {n: sp for n, sp in specs.items() if n not in state.models}
+    pur = str(purifier_path(root)) if purifier_path(root).is_file() else None
+    if not new and pur == state.purifier:
+        return False
+    models, ids = load_models(new)
+    state.models.update(models)
+    state.ids.update(ids)
+    state.specs.update(new)
+    state.purifier = pur
+    targets, state.missing = build_targets(s, state.models, state.ids, pur)
+    ckey = settings_key({"clean": state.images.identity()})
+    for t in targets:
+        if t.name not in state.clean:
+            pred = cached_predictions(state.store, t, state.images.x, "clean", ckey) if compute else \
+                _cached_only(state.store, t, state.images.x, "clean", ckey)
+            if pred is not None:
+                state.clean[t.name] = pred
+    state.targets = [t for t in targets if t.name in state.clean]
+    log(f"picked up {', '.join(new) or 'the purifier'}; missing now: {state.missing or 'nothing'}")
+    return True
+
+
+def setup(s: Settings, cache: Path, root: Path, train: bool, compute: bool) -> RunState:
+    t0 = time.perf_counter()
+    specs = prepare_zoo(s, root, train and compute)
+    t1 = time.perf_counter()
+    purifier = prepare_purifier(s, root, train and compute) if "nrp" in s.defenses else None
+    t2 = time.perf_counter()
+    models, ids = load_models(specs)
+    images = load_test_images(s.images)
+    targets, missing = build_targets(s, models, ids, purifier)
+    store = Store(cache)
+    tcls = target_classes(images.y, images.index, 10, s.seed + 1)
+    clean: dict[str, Tensor] = {}
+    ckey = settings_key({"clean": images.identity()})
+    for t in targets:
+        pred = cached_predictions(store, t, images.x, "clean", ckey) if compute else \
+            _cached_only(store, t, images.x, "clean", ckey)
+        if pred is not None:
+            clean[t.name] = pred
+    targets = [t for t in targets if t.name in clean]
+    state = RunState(s, store, images, tcls, models, ids, specs, targets, clean, missing=missing,
+                     purifier=purifier)
+    state.timings.update(zoo_seconds=t1 - t0, purifier_seconds=t2 - t1, setup_seconds=time.perf_counter() - t0)
+    return state
+
+
+def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | None = None, train: bool = True,
+        compute: bool = True, on_progress: Callable[[RunState], None] | None = None) -> RunState:
+    parts = set(parts) if parts else {"table1", "table2", "table3", "table5", "ablation", "flatness"}
+    torch.manual_seed(s.seed)
+    state = setup(s, cache, root, train, compute)
+    log(f"setup done in {state.timings['setup_seconds']:.0f} s: {len(state.models)} models, "
+        f"{len(state.targets)} targets, {state.images.y.numel()} images; missing: {state.missing or 'nothing'}")
+    if on_progress is not None:
+        on_progress(state)
+    work = work_list(s, parts)
+    t0 = time.perf_counter()
+    watch = compute and not train
+    finished: dict[tuple[str, Unit], UnitResult] = {}
+    while True:
+        added = False
+        for i, (group, unit) in enumerate(work):
+            if watch and refresh_models(state, root, compute):
+                added = True
+                for g, u in list(finished):   # evaluate the new targets on what is finished, now
+                    r = process_unit(state, g, u, parts, compute)
+                    if r is not None:
+                        finished[(g, u)] = r
+                state.results = list(finished.values())
+            prev = finished.get((group, unit))
+            if prev is not None and set(prev.evals) >= {t.name for t in unit_targets(group, state, parts)}:
+                continue
+            state.pending = [u.name for g, u in work[i:] if (g, u) not in finished]
+            r = process_unit(state, group, unit, parts, compute)
+            if r is None:
+                continue
+            finished[(group, unit)] = r
+            state.results = list(finished.values())
+            if compute:
+                log(f"unit {i + 1}/{len(work)} {unit.name}: {r.seconds:.1f} s crafting, {len(r.evals)} targets")
+                state.pending = [u.name for g, u in work if (g, u) not in finished]
+                state.timings["units_seconds"] = time.perf_counter() - t0
+                if on_progress is not None:
+                    on_progress(state)
+        # another pass only when models appeared during this one (their units or columns are new)
+        if not added:
+            break
+    state.results = list(finished.values())
+    state.pending = [u.name for g, u in work if (g, u) not in finished]
+    state.timings["units_seconds"] = time.perf_counter() - t0
+    return state

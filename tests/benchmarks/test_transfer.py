@@ -1,0 +1,262 @@
+"""Fast checks of the transferability benchmark's parts (tiny models, the 20 foolbox CIFAR-10 images)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from scipy.stats import binomtest
+from torch import Tensor, nn
+
+from benchmarks.transfer import __main__ as cli
+from benchmarks.transfer.crafting import Unit, craft
+from benchmarks.transfer.flatness import neighbourhood_grad_norm, rank_correlation
+from benchmarks.transfer.images import Images, balanced_indices, target_classes
+from benchmarks.transfer.stats import success_counts, wilson
+from benchmarks.transfer.store import Store
+from tpa_lightning.attacks import build_attack
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny(seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                      nn.Linear(16, 10))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return m.eval()
+
+
+@pytest.fixture
+def images(cifar_samples: tuple[Tensor, Tensor]) -> Images:
+    x, y = cifar_samples
+    return Images(x[:8], y[:8], torch.arange(8), "foolbox cifar10 samples", "first 8")
+
+
+# ---------------------------------------------------------------- success rates
+def test_success_counts_equal_a_hand_loop() -> None:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (200,), generator=g)
+    clean = torch.where(torch.rand(200, generator=g) < 0.7, y, (y + 1) % 10)
+    pred = torch.randint(-1, 10, (200,), generator=g)
+    tgt = target_classes(y, torch.arange(200), 10, seed=3)
+    assert bool((tgt != y).all())
+    for target in (None, tgt):
+        got = success_counts(pred, y, clean, target)
+        k_all = k_cor = n_cor = 0
+        for i in range(200):
+            ok = int(pred[i]) == int(target[i]) if target is not None else int(pred[i]) != int(y[i])
+            k_all += ok
+            if int(clean[i]) == int(y[i]):
+                n_cor += 1
+                k_cor += ok
+        assert got["all"]["k"] == k_all and got["all"]["n"] == 200
+        assert got["all"]["rate"] == pytest.approx(k_all / 200)
+        assert got["correct"]["k"] == k_cor and got["correct"]["n"] == n_cor
+
+
+def test_abstention_counts_as_untargeted_success() -> None:
+    y = torch.tensor([1, 2])
+    got = success_counts(torch.tensor([-1, 2]), y, y)
+    assert got["all"]["k"] == 1
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (10, 10), (517, 1000), (1, 64), (63, 64)])
+def test_wilson_matches_scipy(k: int, n: int) -> None:
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    lo, hi = wilson(k, n)
+    assert lo == pytest.approx(ci.low, abs=1e-9)
+    assert hi == pytest.approx(ci.high, abs=1e-9)
+
+
+def test_target_classes_do_not_depend_on_n() -> None:
+    y = torch.randint(0, 10, (50,), generator=torch.Generator().manual_seed(1))
+    full = target_classes(y, torch.arange(50), 10, seed=5)
+    part = target_classes(y[:20], torch.arange(20), 10, seed=5)
+    assert torch.equal(full[:20], part)
+
+
+def test_balanced_indices_interleave_classes() -> None:
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    assert balanced_indices(labels, 5).tolist() == [0, 3, 5, 1, 4]
+
+
+# ---------------------------------------------------------------- resume cache
+class CountingFactory:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, name: str, model: nn.Module, **opts: Any) -> Any:
+        atk = build_attack(name, model, **opts)
+        outer = self
+
+        class Counted(type(atk)):  # type: ignore[misc, valid-type]
+            def perturb(self, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+                outer.calls += 1
+                return super().perturb(x, y, target=target)
+
+        atk.__class__ = Counted
+        return atk
+
+
+def test_cache_skips_finished_chunks_and_key_follows_settings(tmp_path: Path, images: Images) -> None:
+    store, model, ident = Store(tmp_path), tiny(0), {"m": 0}
+    unit = Unit("tiny", "mi", 8 / 255, False, 2)
+    f = CountingFactory()
+    a = craft(store, unit, model, ident, images, None, seed=0, chunk=3, factory=f)
+    assert a is not None and f.calls == 3 and a.made_chunks == 3
+    b = craft(store, unit, model, ident, images, None, seed=0, chunk=3, factory=f)
+    assert b is not None and f.calls == 3 and b.cached_chunks == 3
+    assert torch.equal(a.x_adv, b.x_adv) and a.key == b.key and a.seconds == pytest.approx(b.seconds)
+    # a killed run: one chunk file lost -> only that chunk is redone
+    next((tmp_path / "adv").glob("*-r3-*.pt")).unlink()
+    c = craft(store, unit, model, ident, images, None, seed=0, chunk=3, factory=f)
+    assert c is not None and f.calls == 4 and torch.equal(c.x_adv, a.x_adv)
+    # nothing is computed in report-only mode
+    assert craft(store, Unit("tiny", "mi", 4 / 255, False, 2), model, ident, images, None, seed=0, chunk=3,
+                 factory=f, compute=False) is None
+    # any setting change gives a new key
+    keys = {a.key}
+    for u, seed in [(Unit("tiny", "mi", 4 / 255, False, 2), 0), (Unit("tiny", "mi", 8 / 255, False, 3), 0),
+                    (Unit("tiny", "pgd", 8 / 255, False, 2), 0), (unit, 1),
+                    (Unit("tiny", "tpa", 8 / 255, False, 2, (("copies", 2),)), 0),
+                    (Unit("tiny", "tpa", 8 / 255, False, 2, (("copies", 3),)), 0)]:
+        r = craft(store, u, model, ident, images, None, seed=seed, chunk=8, factory=build_attack)
+        assert r is not None and r.key not in keys
+        keys.add(r.key)
+    r = craft(store, unit, model, {"m": 1}, images, None, seed=0, chunk=8)
+    assert r is not None and r.key not in keys
+
+
+def test_chunking_does_not_change_the_examples(tmp_path: Path, images: Images) -> None:
+    model = tiny(2)
+    unit = Unit("tiny", "tpa", 8 / 255, False, 2, (("copies", 2),))
+    a = craft(Store(tmp_path / "a"), unit, model, {}, images, None, seed=0, chunk=8)
+    b = craft(Store(tmp_path / "b"), unit, model, {}, images, None, seed=0, chunk=3)
+    assert a is not None and b is not None
+    assert torch.allclose(a.x_adv, b.x_adv, atol=1e-6)
+
+
+def test_targeted_unit_moves_towards_targets(tmp_path: Path, images: Images) -> None:
+    model = tiny(3)
+    t = target_classes(images.y, images.index, 10, seed=1)
+    r = craft(Store(tmp_path), Unit("tiny", "pgd", 64 / 255, True, 10), model, {}, images, t, seed=0, chunk=8)
+    assert r is not None
+    with torch.no_grad():
+        before = nn.functional.cross_entropy(model(images.x), t)
+        after = nn.functional.cross_entropy(model(r.x_adv), t)
+    assert after < before
+
+
+# ---------------------------------------------------------------- flatness
+def test_flatness_of_a_linear_objective_is_its_weight_norm() -> None:
+    torch.manual_seed(0)
+    fc = nn.Linear(3 * 8 * 8, 5)
+    lin = nn.Sequential(nn.Flatten(), fc)
+    x = torch.rand(6, 3, 8, 8)
+    y = torch.zeros(6, dtype=torch.int64)
+    norms = neighbourhood_grad_norm(lin, x, y, radius=0.1, samples=3, seed=0, batch=4,
+                                    objective=lambda logits, _y: logits[:, 2])
+    expected = float(fc.weight[2].detach().norm())
+    assert norms.shape == (6,)
+    assert torch.allclose(norms, torch.full((6,), expected, dtype=torch.float64), rtol=1e-5)
+    assert all(p.requires_grad for p in lin.parameters())
+
+
+def test_flatness_ce_of_a_linear_model_matches_closed_form() -> None:
+    torch.manual_seed(1)
+    fc = nn.Linear(12, 3)
+    lin = nn.Sequential(nn.Flatten(), fc)
+    x = torch.rand(4, 3, 2, 2)
+    y = torch.tensor([0, 1, 2, 0])
+    got = neighbourhood_grad_norm(lin, x, y, radius=0.0, samples=5, seed=0)
+    w = fc.weight
+    p = torch.softmax(lin(x), 1)
+    grad = (p - nn.functional.one_hot(y, 3).float()) @ w     # d CE / d x = W^T (p - e_y)
+    assert torch.allclose(got.float(), grad.norm(dim=1), rtol=1e-5)
+
+
+def test_rank_correlation_counts_discordant_pairs() -> None:
+    c = rank_correlation([1.0, 2.0, 3.0], [0.9, 0.5, 0.1])
+    assert c["rho"] == pytest.approx(-1.0) and c["discordant"] == 0 and c["pairs"] == 3
+    c = rank_correlation([1.0, 2.0, 3.0], [0.1, 0.5, 0.9])
+    assert c["rho"] == pytest.approx(1.0) and c["discordant"] == 3
+
+
+# ---------------------------------------------------------------- CLI
+@pytest.mark.parametrize("args", [["--only", "table9"], ["--images", "0"], ["--bogus"], ["--images", "x"],
+                                  ["--threads", "0"]])
+def test_cli_bad_args_exit_2_with_one_line(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.parse_args(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err
+
+
+def test_cli_bad_args_subprocess() -> None:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.transfer", "--only", "nope"], cwd=REPO, check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_settings() -> None:
+    a = cli.parse_args(["--quick", "--images", "20", "--only", "table1,ablation"])
+    s = cli.settings_from(a)
+    assert s.quick and s.images == 20 and s.ablation_images == 20 and a.only == {"table1", "ablation"}
+
+
+# ---------------------------------------------------------------- work list, tables, analysis text
+def _state(rates: dict[str, dict[str, float]], n: int = 100) -> Any:
+    from benchmarks.transfer.runner import RunState, UnitResult
+    from benchmarks.transfer.settings import QUICK
+    from benchmarks.transfer.stats import rate
+    from benchmarks.transfer.targets import Target
+
+    s = QUICK.replace(attacks=tuple(rates), surrogates=("sur",), defenses=(), targeted_eps=())
+    y = torch.arange(n) % 10
+    names = ["sur", "a", "b"]
+    targets = [Target(t, "normal", t, {}, lambda x: x) for t in names]
+    clean = {t: y.clone() for t in names}
+    state = RunState(s, Store("/nonexistent"), Images(torch.zeros(n, 3, 2, 2), y, torch.arange(n), "synthetic", "all"),
+                     y, {}, {}, {}, targets, clean)
+    for label, per in rates.items():
+        r = UnitResult(Unit("sur", label, 16 / 255, False, 10), "main", "k", 1.0, 100.0, 1.0, n)
+        for t, v in per.items():
+            e = rate(round(v * n), n)
+            r.evals[t] = {"all": e, "correct": e}
+        state.results.append(r)
+    return state
+
+
+def test_analysis_text_follows_the_numbers() -> None:
+    from benchmarks.transfer import tables
+
+    state = _state({"mi": {"sur": 1.0, "a": 0.60, "b": 0.70}, "tpa": {"sur": 1.0, "a": 0.40, "b": 0.50}})
+    spec = tables.table_specs(state)[0]
+    assert spec.black_box == ("a", "b")
+    text = tables.analysis(state, spec)
+    assert "TPA (official) 45.0 %" in text and "MI-FGSM 65.0 %" in text and "does NOT beat" in text
+    md = tables.markdown(state, spec)
+    assert "| TPA (official) | 100.0" in md and "| 45.0 |" in md
+    state = _state({"mi": {"sur": 1.0, "a": 0.40, "b": 0.50}, "tpa": {"sur": 1.0, "a": 0.90, "b": 0.95}})
+    text = tables.analysis(state, tables.table_specs(state)[0])
+    assert "ahead of every baseline" in text and "above in 2" in text
+
+
+def test_ablation_default_points_are_the_main_units() -> None:
+    from benchmarks.transfer.runner import ablation_units, main_units
+    from benchmarks.transfer.settings import FULL
+
+    main = {u for _, u in main_units(FULL, FULL.ablation_surrogate)}
+    abl = [u for _, u in ablation_units(FULL)]
+    assert len(abl) == len(set(abl))
+    defaults = [u for u in abl if not u.overrides and u.steps == FULL.steps]
+    assert {u.label for u in defaults} == {"tpa", "tpa_paper", "mi"}
+    assert all(u in main for u in defaults)
