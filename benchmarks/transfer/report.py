@@ -155,8 +155,8 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
     md.append(f"- Wall time of this invocation so far: {meta.get('wall_seconds', 0):.0f} s (zoo "
               f"{state.timings.get('zoo_seconds', 0):.0f} s, purifier {state.timings.get('purifier_seconds', 0):.0f} s, "
               f"units {state.timings.get('units_seconds', 0):.0f} s). Crafting times in the tables are as measured "
-              "when each chunk was made (a resumed run keeps them); the machine (2 CPU cores) was shared with "
-              "other jobs, so times are noisy.")
+              "when each chunk was made (a resumed run keeps them); on a 2-core CPU, times depend on what else "
+              "runs, so compare them within one invocation only.")
     total = sum(r.seconds for r in state.results)
     md.append(f"- Crafting time summed over the {len(state.results)} finished units (as measured when made, "
               f"including earlier invocations): {total:.0f} s.")
