@@ -1,7 +1,8 @@
 """``python -m benchmarks.transfer [--quick] ...``: the transferability benchmark on CIFAR-10 (JPEG copy).
 
     python -m benchmarks.transfer --quick          # the short version, docs/results/quick/
-    python -m benchmarks.transfer                  # hours; resumes after a kill; docs/results/
+    python -m benchmarks.transfer                  # hours; resumes after a kill, and in a later session
+                                                   # from the committed docs/results/raw; docs/results/
     python -m benchmarks.transfer --report-only    # rewrite the report from the cache, compute nothing
 
 Trains the zoo (benchmarks/transfer/train_zoo.py) and the NRP purifier where missing, crafts every
@@ -35,6 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"zoo checkpoints ({DEFAULT_ROOT} or {QUICK_ROOT} with --quick)")
     p.add_argument("--cache", type=Path, default=None,
                    help="resume cache (outputs/transfer/full/cache or outputs/transfer/quick/cache)")
+    p.add_argument("--raw", type=Path, default=None,
+                   help="where the numbers of every finished unit are kept (per-image predictions, flatness, "
+                        "crafting times): docs/results/raw, committed, for the full run; the cache folder "
+                        "with --quick")
     p.add_argument("--images", type=int, default=None, help="number of test images (full: 1000, quick: 40)")
     p.add_argument("--skip-train", action="store_true",
                    help="do not train missing zoo models or the purifier; pick them up when another process "
@@ -85,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     out = a.out or (Path("docs/results/quick") if s.quick else Path("docs/results"))
     root = a.root or (QUICK_ROOT if s.quick else DEFAULT_ROOT)
     cache = a.cache or Path("outputs/transfer") / sub / "cache"
+    raw = a.raw or (cache if s.quick else out / "raw")
     started = time.time()
     cmd = "python -m benchmarks.transfer " + " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))
     meta: dict[str, Any] = {"commands": [cmd.strip()], "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                            "versions": versions(), "out": str(out), "cache": str(cache), "zoo_root": str(root),
-                            "invocations": report.previous_invocations(out, cache)}
+                            "versions": versions(), "out": str(out), "cache": str(cache), "raw": str(raw),
+                            "zoo_root": str(root),
+                            "invocations": report.previous_invocations(out, raw)}
     current: dict[str, Any] = {"command": cmd.strip(), "started": meta["started"], "wall_seconds": 0.0,
                                "finished": None}
     meta["invocations"].append(current)
@@ -104,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         state = runner.run(s, cache, root, parts=a.only, train=not a.skip_train, compute=not a.report_only,
-                           on_progress=progress)
+                           on_progress=progress, raw=raw)
     except Exception as err:
         if not _expected_failure(err):
             raise

@@ -66,6 +66,18 @@ def unit_settings(unit: Unit, surrogate_id: dict[str, Any], images: Images, seed
             "images": images.identity(), "seed": seed, "chunk": chunk}
 
 
+def unit_key(unit: Unit, surrogate_id: dict[str, Any], images: Images, seed: int, target_seed: int | None,
+             chunk: int) -> str:
+    """The cache key of ``unit``'s adversarial set (what its evaluations and flatness are keyed by)."""
+    return settings_key(unit_settings(unit, surrogate_id, images, seed, target_seed, chunk))
+
+
+def crafted_record(store: Store, unit: Unit, key: str) -> dict[str, Any] | None:
+    """What is kept of a finished adversarial set without its images: ``seconds`` (crafting, summed
+    over chunks as measured when made), ``passes_per_image`` and ``n``; None if it was never finished."""
+    return store.get_json("crafted", unit.name, key)
+
+
 def craft(store: Store, unit: Unit, model: nn.Module, surrogate_id: dict[str, Any], images: Images,
           targets: Tensor | None, seed: int, chunk: int, max_batch: int = 128, target_seed: int | None = None,
           factory: AttackFactory = build_attack, log: Callable[[str], None] | None = None,
@@ -111,4 +123,8 @@ def craft(store: Store, unit: Unit, model: nn.Module, surrogate_id: dict[str, An
             log(f"crafted {unit.name} rows {start}:{stop} in {dt:.1f} s ({(stop - start) / dt:.2f} img/s)")
     if atk is None:
         atk = factory(name, model, seed=seed, max_batch=max_batch, **opts)
-    return Crafted(unit, key, torch.cat(parts), seconds, attack_passes_per_image(atk), cached, made)
+    out = Crafted(unit, key, torch.cat(parts), seconds, attack_passes_per_image(atk), cached, made)
+    record = {"seconds": out.seconds, "passes_per_image": out.passes_per_image, "n": n}
+    if compute and crafted_record(store, unit, key) != record:
+        store.put_json("crafted", unit.name, key, record, settings=settings)
+    return out

@@ -52,7 +52,7 @@ def flatness_section(state: RunState, out: Path, figures: list[str]) -> tuple[st
     csv_rows: list[dict[str, Any]] = []
     ranks: dict[tuple[str, float], dict[str, int]] = {}
     for sur in s.surrogates:
-        for eps in sorted(s.eps, reverse=True):
+        for eps in sorted(s.eps_for(sur), reverse=True):
             ent = [e for e in flatness_entries(state, sur, eps) if e["flatness"] is not None]
             if not ent:
                 continue
@@ -114,13 +114,14 @@ def clean_table(state: RunState) -> str:
     return "\n".join(lines)
 
 
-def previous_invocations(out: Path, cache: Path) -> list[dict[str, Any]]:
-    """The invocations recorded in ``out/run.json`` by earlier runs on the same cache (resumed runs)."""
+def previous_invocations(out: Path, raw: Path) -> list[dict[str, Any]]:
+    """The invocations recorded in ``out/run.json`` by earlier runs whose numbers are kept in the same
+    ``raw`` store (resumed runs, possibly in earlier sessions)."""
     try:
         old = json.loads((out / "run.json").read_text())
     except (OSError, ValueError):
         return []
-    if old.get("cache") != str(cache):
+    if old.get("raw") != str(raw):
         return []
     inv = old.get("invocations")
     if isinstance(inv, list):
@@ -167,6 +168,9 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
               f"seed={s.seed + 1}, flatness noise seed={s.seed + 3}, randomised defenses seed={s.seed + 7}.")
     if s.quick:
         md.append("\n**Reduced for the quick version** (the full version runs without these reductions):\n")
+        md += [f"- {r}" for r in s.reductions]
+    elif s.reductions:
+        md.append("\n**Scope** (what the full version leaves out, and why):\n")
         md += [f"- {r}" for r in s.reductions]
     if state.missing:
         md.append(f"\n**Not available in this run** (their columns are absent): {', '.join(state.missing)}.")

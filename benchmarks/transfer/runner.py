@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .crafting import Unit, craft
+from .crafting import Unit, craft, crafted_record, unit_key
 from .flatness import neighbourhood_grad_norm
 from .images import Images, load_test_images, target_classes
 from .settings import CRAFT_PRIORITY, Settings
@@ -53,6 +53,7 @@ class UnitResult:
     flat_sem: float | None = None
     flat_images: list[float] | None = None
     fooled_images: list[int] | None = None   # per image: black-box normal targets fooled
+    hits: dict[str, list[int]] = field(default_factory=dict)   # target name -> per-image success (0/1)
 
 
 @dataclass
@@ -92,6 +93,13 @@ def prepare_zoo(s: Settings, root: Path, train: bool) -> dict[str, str]:
 
         specs = dict(ensure_zoo(names=names, root=root, quick=s.quick))
     else:
+        from .train_zoo import resolve_root, uses_committed_weights
+        from .zoo_weights import restore_model
+
+        if uses_committed_weights(root, s.quick):
+            for n in names:
+                if restore_model(zoo_model(n), resolve_root(root)):
+                    log(f"restored the committed weights of {n}")
         specs = {}
         for n in names:
             m = zoo_model(n)
@@ -109,6 +117,11 @@ def purifier_path(root: Path) -> Path:
 def prepare_purifier(s: Settings, root: Path, train: bool) -> str | None:
     """Train the NRP purifier on CIFAR-10 (JPEG copy) with train.py if it is missing."""
     path = purifier_path(root)
+    from .train_zoo import uses_committed_weights
+    from .zoo_weights import restore_purifier
+
+    if not path.is_file() and uses_committed_weights(root, s.quick) and restore_purifier(path):
+        log(f"restored the committed NRP purifier into {path}")
     if path.is_file() or not train:
         return str(path) if path.is_file() else None
     cmd = [sys.executable, "train.py", "task=purifier", "data.name=cifar10", f"seed={s.seed}",
@@ -187,14 +200,14 @@ def craft_order(labels: tuple[str, ...]) -> list[str]:
 
 def main_units(s: Settings, surrogate: str) -> list[tuple[str, Unit]]:
     out: list[tuple[str, Unit]] = []
-    for eps in sorted(s.eps, reverse=True):
-        out += [("main", Unit(surrogate, a, eps, False, s.steps)) for a in craft_order(s.attacks)]
+    for eps in sorted(s.eps_for(surrogate), reverse=True):
+        out += [("main", Unit(surrogate, a, eps, False, s.steps)) for a in craft_order(s.attacks_for(surrogate))]
     return out
 
 
 def targeted_units(s: Settings, surrogate: str) -> list[tuple[str, Unit]]:
     return [("targeted", Unit(surrogate, a, eps, True, s.steps))
-            for eps in sorted(s.targeted_eps, reverse=True) for a in craft_order(s.targeted_attacks)]
+            for eps in sorted(s.targeted_eps_for(surrogate), reverse=True) for a in craft_order(s.targeted_attacks)]
 
 
 def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
@@ -216,18 +229,20 @@ def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
 
 
 def work_list(s: Settings, parts: set[str]) -> list[tuple[str, Unit]]:
-    """Units in the order they are made: per surrogate, untargeted (largest eps first), targeted,
-    and the ablation after the tables of its surrogate."""
+    """Units in the order they are made, most informative per CPU-hour first: the untargeted units of
+    the surrogates crafted in full (largest eps first), the ablation, the targeted units, and last the
+    untargeted units of the surrogates with a reduced plan (the expensive full-width ResNet-18)."""
+    main = bool(parts & {"table1", "table2", "table5", "flatness"})
+    full = [sur for sur in s.surrogates if sur not in s.surrogate_plans]
     work: list[tuple[str, Unit]] = []
-    for sur in s.surrogates:
-        if parts & {"table1", "table2", "table5", "flatness"}:
-            work += main_units(s, sur)
-        if "table3" in parts:
-            work += targeted_units(s, sur)
-        if "ablation" in parts and sur == s.ablation_surrogate:
-            work += ablation_units(s)
-    if "ablation" in parts and s.ablation_surrogate not in s.surrogates:
+    if main:
+        work += [w for sur in full for w in main_units(s, sur)]
+    if "ablation" in parts:
         work += ablation_units(s)
+    if "table3" in parts:
+        work += [w for sur in s.surrogates for w in targeted_units(s, sur)]
+    if main:
+        work += [w for sur in s.surrogates if sur in s.surrogate_plans for w in main_units(s, sur)]
     return work
 
 
@@ -241,7 +256,11 @@ def unit_targets(group: str, state: RunState, parts: set[str]) -> list[Target]:
 
 
 def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compute: bool) -> UnitResult | None:
-    """Craft (or read), evaluate and measure one unit; None if not finished and ``compute`` is False."""
+    """Evaluate and measure one unit; None if nothing of it is finished and ``compute`` is False.
+
+    The adversarial images are crafted (or read from the tensor cache) only when some evaluation or
+    the flatness is missing from the JSON store: a unit whose numbers are all stored (the committed
+    ``docs/results/raw``) needs neither its images nor the surrogate's time."""
     s = state.settings
     if unit.surrogate not in state.models:
         return None
@@ -252,46 +271,62 @@ def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compu
     n = images.y.numel()
     tcls = state.targets_cls[:n]
     model = state.models[unit.surrogate]
-    crafted = craft(state.store, unit, model, state.ids[unit.surrogate], images,
-                    tcls if unit.targeted else None, s.seed, s.chunk, s.max_batch_for(unit.surrogate),
-                    target_seed=s.seed + 1, log=log, compute=compute)
-    if crafted is None:
-        return None
-    res = UnitResult(unit, group, crafted.key, crafted.seconds, crafted.images_per_s, crafted.passes_per_image, n)
+    target_seed = s.seed + 1
+    key = unit_key(unit, state.ids[unit.surrogate], images, s.seed, target_seed, s.chunk)
+    targets = unit_targets(group, state, parts)
+    preds: dict[str, Tensor | None] = {t.name: _cached_only(state.store, t, n, unit.name, key) for t in targets}
+    need_flat = not unit.targeted and ("flatness" in parts or group == "ablation")
+    fkey = settings_key({"unit": key, "radius": s.flat_radius, "samples": s.flat_samples, "seed": s.seed + 3})
+    flat = state.store.get_json("flat", unit.name, fkey) if need_flat else None
+    record = crafted_record(state.store, unit, key)
+    complete = record is not None and all(p is not None for p in preds.values()) and (flat is not None or not need_flat)
+    crafted = None
+    if not complete:
+        crafted = craft(state.store, unit, model, state.ids[unit.surrogate], images,
+                        tcls if unit.targeted else None, s.seed, s.chunk, s.max_batch_for(unit.surrogate),
+                        target_seed=target_seed, log=log, compute=compute)
+        if crafted is None and record is None:
+            return None
+    if crafted is not None:
+        res = UnitResult(unit, group, key, crafted.seconds, crafted.images_per_s, crafted.passes_per_image, n)
+    else:
+        assert record is not None
+        sec = float(record["seconds"])
+        res = UnitResult(unit, group, key, sec, n / sec if sec > 0 else float("nan"),
+                         float(record["passes_per_image"]), n)
     black_box: list[Tensor] = []
-    for t in unit_targets(group, state, parts):
-        pred = cached_predictions(state.store, t, crafted.x_adv, unit.name, crafted.key) if compute else \
-            _cached_only(state.store, t, crafted.x_adv, unit.name, crafted.key)
+    for t in targets:
+        pred = preds[t.name]
+        if pred is None and crafted is not None and compute:
+            pred = cached_predictions(state.store, t, crafted.x_adv, unit.name, key)
         if pred is None:
             continue
         clean = state.clean[t.name][:n]
         res.evals[t.name] = success_counts(pred, images.y, clean, tcls if unit.targeted else None)
+        res.hits[t.name] = ((pred == tcls) if unit.targeted else (pred != images.y)).int().tolist()
         if t.kind == "normal" and t.name != unit.surrogate and not unit.targeted:
             black_box.append(pred != images.y)
     if black_box:
         res.fooled_images = torch.stack(black_box).sum(0).tolist()
-    if not unit.targeted and ("flatness" in parts or group == "ablation"):
-        fkey = settings_key({"unit": crafted.key, "radius": s.flat_radius, "samples": s.flat_samples,
-                             "seed": s.seed + 3})
-        hit = state.store.get_json("flat", unit.name, fkey)
-        if hit is None and compute:
-            t0 = time.perf_counter()
-            norms = neighbourhood_grad_norm(model, crafted.x_adv, images.y, s.flat_radius * unit.eps,
-                                            s.flat_samples, s.seed + 3)
-            hit = {"norms": norms.tolist(), "seconds": time.perf_counter() - t0}
-            state.store.put_json("flat", unit.name, fkey, hit)
-        if hit is not None:
-            v = torch.tensor(hit["norms"], dtype=torch.float64)
-            res.flat_images = v.tolist()
-            res.flat_mean = float(v.mean())
-            res.flat_sem = float(v.std() / max(1, v.numel()) ** 0.5) if v.numel() > 1 else 0.0
+    if need_flat and flat is None and compute and crafted is not None:
+        t0 = time.perf_counter()
+        norms = neighbourhood_grad_norm(model, crafted.x_adv, images.y, s.flat_radius * unit.eps,
+                                        s.flat_samples, s.seed + 3)
+        flat = {"norms": norms.tolist(), "seconds": time.perf_counter() - t0}
+        state.store.put_json("flat", unit.name, fkey, flat)
+    if flat is not None:
+        v = torch.tensor(flat["norms"], dtype=torch.float64)
+        res.flat_images = v.tolist()
+        res.flat_mean = float(v.mean())
+        res.flat_sem = float(v.std() / max(1, v.numel()) ** 0.5) if v.numel() > 1 else 0.0
     return res
 
 
-def _cached_only(store: Store, t: Target, x: Tensor, what: str, what_key: str) -> Tensor | None:
+def _cached_only(store: Store, t: Target, n: int, what: str, what_key: str) -> Tensor | None:
+    """``t``'s stored classes for the ``n`` images of ``what`` (key ``what_key``), or None."""
     key = settings_key({"what": what_key, "target": t.identity, "name": t.name})
     hit = store.get_json("eval", f"{what}--{t.name}", key)
-    if hit is None or len(hit["pred"]) != x.shape[0]:
+    if hit is None or len(hit["pred"]) != n:
         return None
     return torch.tensor(hit["pred"], dtype=torch.int64)
 
@@ -316,7 +351,7 @@ def refresh_models(state: RunState, root: Path, compute: bool) -> bool:
     for t in targets:
         if t.name not in state.clean:
             pred = cached_predictions(state.store, t, state.images.x, "clean", ckey) if compute else \
-                _cached_only(state.store, t, state.images.x, "clean", ckey)
+                _cached_only(state.store, t, state.images.y.numel(), "clean", ckey)
             if pred is not None:
                 state.clean[t.name] = pred
     state.targets = [t for t in targets if t.name in state.clean]
@@ -324,7 +359,7 @@ def refresh_models(state: RunState, root: Path, compute: bool) -> bool:
     return True
 
 
-def setup(s: Settings, cache: Path, root: Path, train: bool, compute: bool) -> RunState:
+def setup(s: Settings, cache: Path, root: Path, train: bool, compute: bool, raw: Path | None = None) -> RunState:
     t0 = time.perf_counter()
     specs = prepare_zoo(s, root, train and compute)
     t1 = time.perf_counter()
@@ -333,13 +368,13 @@ def setup(s: Settings, cache: Path, root: Path, train: bool, compute: bool) -> R
     models, ids = load_models(specs)
     images = load_test_images(s.images)
     targets, missing = build_targets(s, models, ids, purifier)
-    store = Store(cache)
+    store = Store(cache, raw)
     tcls = target_classes(images.y, images.index, 10, s.seed + 1)
     clean: dict[str, Tensor] = {}
     ckey = settings_key({"clean": images.identity()})
     for t in targets:
         pred = cached_predictions(store, t, images.x, "clean", ckey) if compute else \
-            _cached_only(store, t, images.x, "clean", ckey)
+            _cached_only(store, t, images.y.numel(), "clean", ckey)
         if pred is not None:
             clean[t.name] = pred
     targets = [t for t in targets if t.name in clean]
@@ -350,10 +385,12 @@ def setup(s: Settings, cache: Path, root: Path, train: bool, compute: bool) -> R
 
 
 def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | None = None, train: bool = True,
-        compute: bool = True, on_progress: Callable[[RunState], None] | None = None) -> RunState:
+        compute: bool = True, on_progress: Callable[[RunState], None] | None = None,
+        raw: Path | None = None) -> RunState:
+    """Run (or resume) the benchmark: images under ``cache``, numbers under ``raw`` (default ``cache``)."""
     parts = set(parts) if parts else {"table1", "table2", "table3", "table5", "ablation", "flatness"}
     torch.manual_seed(s.seed)
-    state = setup(s, cache, root, train, compute)
+    state = setup(s, cache, root, train, compute, raw)
     log(f"setup done in {state.timings['setup_seconds']:.0f} s: {len(state.models)} models, "
         f"{len(state.targets)} targets, {state.images.y.numel()} images; missing: {state.missing or 'nothing'}")
     if on_progress is not None:

@@ -1,4 +1,4 @@
-"""Success rates with Wilson 95 % score intervals."""
+"""Success rates with Wilson 95 % score intervals, and paired comparisons of two attacks on the same images."""
 from __future__ import annotations
 
 import math
@@ -46,3 +46,24 @@ def success_counts(pred: Tensor, y: Tensor, clean_pred: Tensor, target: Tensor |
 
 def as_tensor(values: list[int]) -> Tensor:
     return torch.tensor(values, dtype=torch.int64)
+
+
+def paired_difference(a: Tensor, b: Tensor, level: float = 0.95) -> dict[str, float]:
+    """Mean of ``a - b`` over images, with its two-sided t interval (the paired t-test's, as
+    ``scipy.stats.ttest_rel(a, b).confidence_interval(level)``) and p-value.
+
+    ``a``, ``b``: per-image success of two attacks on the SAME images (0/1, or the share of the
+    columns of a table fooled), so the image-to-image variation common to both cancels out."""
+    from scipy import stats as st
+
+    if a.shape != b.shape or a.dim() != 1 or a.numel() < 2:
+        raise ValueError(f"need two 1-D series of the same length >= 2, got {tuple(a.shape)} and {tuple(b.shape)}")
+    d = (a.double() - b.double())
+    n = d.numel()
+    mean = float(d.mean())
+    se = float(d.std(unbiased=True)) / math.sqrt(n)
+    if se == 0.0:
+        return {"diff": mean, "lo": mean, "hi": mean, "p": 1.0 if mean == 0.0 else 0.0, "n": n}
+    q = float(st.t.ppf(0.5 + level / 2, n - 1))
+    p = float(2 * st.t.sf(abs(mean) / se, n - 1))
+    return {"diff": mean, "lo": mean - q * se, "hi": mean + q * se, "p": p, "n": n}

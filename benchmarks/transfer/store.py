@@ -1,6 +1,9 @@
-"""The resume cache: every finished unit of work is a file under ``<cache>/``, named by a sha256 of
-all the settings that produced it, written atomically. JSON for numbers, ``.pt`` (plain tensors,
-read back with ``weights_only=True``) for adversarial images."""
+"""The resume cache: every finished unit of work is a file named by a sha256 of all the settings that
+produced it, written atomically. JSON for numbers (predictions, flatness, crafting times) under
+``json_root``, ``.pt`` (plain tensors, read back with ``weights_only=True``) for adversarial images
+under ``root``. The full run keeps its JSON in the repository (``docs/results/raw``: small, and the
+raw data behind every table), so a later session resumes without recrafting what is finished; the
+images (about 12 MB per adversarial set) stay under ``outputs/``."""
 from __future__ import annotations
 
 import hashlib
@@ -23,13 +26,16 @@ def _safe(label: str) -> str:
 
 
 class Store:
-    """``get_json/put_json`` and ``get_tensors/put_tensors`` under ``root/<kind>/<label>-<key16>``."""
+    """``get_tensors/put_tensors`` under ``root/<kind>/<label>-<key16>.pt`` and ``get_json/put_json``
+    under ``json_root/<kind>/<label>-<key16>.json`` (``json_root`` defaults to ``root``)."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, json_root: str | Path | None = None) -> None:
         self.root = Path(root)
+        self.json_root = self.root if json_root is None else Path(json_root)
 
     def path(self, kind: str, label: str, key: str, suffix: str) -> Path:
-        return self.root / kind / f"{_safe(label)}-{key[:16]}{suffix}"
+        base = self.json_root if suffix == ".json" else self.root
+        return base / kind / f"{_safe(label)}-{key[:16]}{suffix}"
 
     def get_json(self, kind: str, label: str, key: str) -> dict[str, Any] | None:
         p = self.path(kind, label, key, ".json")
@@ -47,7 +53,8 @@ class Store:
     def put_json(self, kind: str, label: str, key: str, result: dict[str, Any],
                  settings: Any = None) -> None:
         p = self.path(kind, label, key, ".json")
-        _atomic_write(p, json.dumps({"key": key, "settings": settings, "result": result}, default=str).encode())
+        _atomic_write(p, json.dumps({"key": key, "settings": settings, "result": result}, default=str,
+                                    separators=(",", ":")).encode())
 
     def get_tensors(self, kind: str, label: str, key: str) -> dict[str, Tensor] | None:
         p = self.path(kind, label, key, ".pt")

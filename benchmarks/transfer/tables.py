@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from .runner import RunState, UnitResult
 from .settings import ATTACK_TITLES
+from .stats import paired_difference
 
 TABLE_TITLES = {
     "table1": "Table 1 analogue: untargeted transfer to normally trained models",
@@ -51,14 +54,14 @@ def table_specs(state: RunState) -> list[TableSpec]:
     out = []
     for sur in s.surrogates:
         bb = tuple(n for n in normal if n != sur)
-        for eps in sorted(s.eps, reverse=True):
+        for eps in sorted(s.eps_for(sur), reverse=True):
             out.append(TableSpec("table1", sur, eps, normal, bb))
             if secured:
                 out.append(TableSpec("table2", sur, eps, secured, secured))
             if defended:
                 base = (s.defense_base,) if kinds.get(s.defense_base) == "normal" and s.defense_base != sur else ()
                 out.append(TableSpec("table5", sur, eps, base + defended, defended))
-        for eps in sorted(s.targeted_eps, reverse=True):
+        for eps in sorted(s.targeted_eps_for(sur), reverse=True):
             out.append(TableSpec("table3", sur, eps, normal, bb))
     return out
 
@@ -76,7 +79,7 @@ def rows_of(state: RunState, spec: TableSpec) -> dict[str, UnitResult]:
 
 def attack_order(state: RunState, spec: TableSpec) -> list[str]:
     s = state.settings
-    return list(s.targeted_attacks if spec.targeted else s.attacks)
+    return list(s.targeted_attacks if spec.targeted else s.attacks_for(spec.surrogate))
 
 
 def pct(v: float | None) -> str:
@@ -113,6 +116,19 @@ def markdown(state: RunState, spec: TableSpec, which: str = "all") -> str:
         timing = [f"{r.seconds:.0f}", f"{r.images_per_s:.2f}"] if r else ["pending", "pending"]
         lines.append("| " + " | ".join([ATTACK_TITLES.get(a, a)] + cells + [pct(m)] + timing) + " |")
     return "\n".join(lines)
+
+
+def paired_against(rows: dict[str, UnitResult], a: str, b: str, columns: tuple[str, ...]) -> dict[str, float] | None:
+    """Paired comparison of attacks ``a`` and ``b`` over images: per image, the share of ``columns``
+    each fools (see :func:`~.stats.paired_difference`); None where a per-image record is missing."""
+    ra, rb = rows.get(a), rows.get(b)
+    if ra is None or rb is None or not columns or any(c not in ra.hits or c not in rb.hits for c in columns):
+        return None
+    sa = torch.tensor([ra.hits[c] for c in columns], dtype=torch.float64).mean(0)
+    sb = torch.tensor([rb.hits[c] for c in columns], dtype=torch.float64).mean(0)
+    if sa.numel() < 2 or sa.shape != sb.shape:
+        return None
+    return paired_difference(sa, sb)
 
 
 def mean_rate(r: UnitResult | None, columns: tuple[str, ...], which: str = "all") -> float | None:
@@ -180,6 +196,13 @@ def analysis(state: RunState, spec: TableSpec, flat_rank: dict[str, int] | None 
             overlap += 1
     text.append(f"Per column against the best baseline of that column (95 % Wilson intervals): TPA above in "
                 f"{above}, intervals overlapping in {overlap}, below in {below}.")
+    paired = paired_against(rows, "tpa", best, spec.black_box)
+    if paired is not None:
+        text.append(f"Paired over the same {paired['n']} images (per image, the share of these columns fooled): "
+                    f"TPA minus {ATTACK_TITLES[best]} = {100 * paired['diff']:+.1f} points "
+                    f"(95 % CI {100 * paired['lo']:+.1f} to {100 * paired['hi']:+.1f}, paired t-test p = "
+                    f"{paired['p']:.2g}): " + ("a significant difference." if paired["p"] < 0.05 else
+                                               "not a significant difference."))
     gap = means["tpa"] - means[best]
     if gap < -1e-12:
         text.append(f"So here TPA does NOT beat {ATTACK_TITLES[best]} on average ({pct(means['tpa'])} vs "

@@ -6,6 +6,9 @@ has not finished, each as ``python train.py experiment=zoo_<name> out=<root>/<na
 then measures each model's clean accuracy and writes ``docs/results/zoo.md`` and ``zoo.json``
 (``--quick``: ``docs/results/quick/``, models in ``outputs/zoo_quick``).
 
+Models of the full zoo whose weights are committed (:mod:`.zoo_weights`, ``--export`` writes them)
+are restored from there instead of trained, so every machine attacks the same models.
+
 A killed run resumes: a model whose ``metrics.json`` (written by train.py when it ends) exists is
 skipped, and one with only ``checkpoints/last.ckpt`` continues from it (``ckpt_path=last``).
 Each model folder keeps ``train.log`` (the subprocess's output) and ``zoo_run.json`` (the command, the
@@ -30,13 +33,14 @@ from typing import Any
 
 from .stats import wilson
 from .zoo import DEFAULT_ROOT, QUICK_ROOT, ZOO, ZooModel, zoo_model
+from .zoo_weights import PURIFIER, WEIGHTS_DIR, export_model, export_purifier, restore_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_RECORD = "zoo_run.json"
 RESULTS = REPO_ROOT / "docs" / "results"
 
-__all__ = ["ZooTrainingError", "checkpoint_epochs", "ensure_zoo", "main", "model_status", "resolve_root",
-           "train_seconds", "wilson"]
+__all__ = ["ZooTrainingError", "checkpoint_epochs", "ensure_zoo", "export_zoo", "main", "model_status",
+           "resolve_root", "train_seconds", "uses_committed_weights", "wilson"]
 
 
 class ZooTrainingError(RuntimeError):
@@ -182,6 +186,9 @@ def ensure_zoo(names: Sequence[str] | None = None, root: Path = DEFAULT_ROOT, qu
         folder = root / m.name
         if force and folder.is_dir():
             shutil.rmtree(folder)
+        if not force and uses_committed_weights(root, quick) and restore_model(m, root):
+            print(f"[zoo] {m.name}: restored the committed weights ({WEIGHTS_DIR / m.name}) into {folder}",
+                  flush=True)
         if model_status(m, root) == "done":
             record = _read_record(folder)
             wanted = m.train_command(_display_root(root), quick)
@@ -201,6 +208,22 @@ def ensure_zoo(names: Sequence[str] | None = None, root: Path = DEFAULT_ROOT, qu
     return {m.name: m.model_spec(root) for m in models}
 
 
+def uses_committed_weights(root: Path, quick: bool) -> bool:
+    """Whether ``root`` is the full zoo's default folder, the one the committed weights belong to
+    (quick models and other roots never mix with them)."""
+    return not quick and resolve_root(root) == resolve_root(DEFAULT_ROOT)
+
+
+def export_zoo(root: Path) -> list[Path]:
+    """Copy every finished model of ``root`` (and the NRP purifier, if trained) into the committed
+    :data:`~benchmarks.transfer.zoo_weights.WEIGHTS_DIR`."""
+    out = [p for m in ZOO if model_status(m, root) == "done" and (p := export_model(m, root)) is not None]
+    purifier = root / PURIFIER / "purifier.pt"
+    if purifier.is_file():
+        out.append(export_purifier(purifier))
+    return out
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.transfer.train_zoo",
                                      description="Train the CIFAR-10 model zoo (what is missing) and write "
@@ -212,6 +235,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--root", type=Path, default=None,
                         help=f"model folder (default {DEFAULT_ROOT}; {QUICK_ROOT} with --quick)")
     parser.add_argument("--force", action="store_true", help="retrain the named models even where they exist")
+    parser.add_argument("--export", action="store_true",
+                        help=f"after training, copy the finished full-zoo weights into {WEIGHTS_DIR} "
+                             "(committed, so that later runs restore instead of training)")
     parser.add_argument("--images", type=int, default=1000,
                         help="test images for the clean accuracy (class-balanced, deterministic; "
                              "default 1000)")
@@ -237,6 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = 2 if isinstance(err, ValueError) else 1
         if status == 2:
             return status
+    if args.export:
+        if args.quick:
+            print("error: --export is for the full zoo only (quick models are never committed)", file=sys.stderr)
+            return 2
+        for p in export_zoo(root):
+            print(f"[zoo] exported {p}")
     from .zoo_card import write_card
 
     out_dir = RESULTS / "quick" if args.quick else RESULTS

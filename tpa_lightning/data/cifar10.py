@@ -102,7 +102,7 @@ def load_jpeg_copy(jpeg_dir: Path, train: bool, cache_dir: Path | None = None) -
             return torch.from_numpy(npz["images"]), torch.from_numpy(npz["labels"])
     images, labels = decode_jpeg_tar(tar_path)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
+    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")   # processes decoding at once never share a file
     np.savez(tmp, images=images.numpy(), labels=labels.numpy())
     tmp.replace(cache)
     return images, labels

@@ -1,0 +1,204 @@
+"""Resuming the transferability benchmark across sessions: numbers kept apart from images, finished
+units never recrafted, the zoo's committed weights restored, the order and scope of the work."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from benchmarks.transfer import runner
+from benchmarks.transfer.crafting import Unit
+from benchmarks.transfer.images import Images
+from benchmarks.transfer.settings import FULL, QUICK, Settings
+from benchmarks.transfer.store import Store
+from benchmarks.transfer.targets import model_target
+from tpa_lightning.evaluation.provenance import model_fingerprint
+
+
+def tiny(seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                      nn.Linear(16, 10))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m.eval()
+
+
+@pytest.fixture
+def images(cifar_samples: tuple[Tensor, Tensor]) -> Images:
+    x, y = cifar_samples
+    return Images(x[:8], y[:8], torch.arange(8), "foolbox cifar10 samples", "first 8")
+
+
+def test_store_keeps_numbers_and_images_apart(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache", tmp_path / "raw")
+    store.put_json("eval", "u--t", "k" * 64, {"pred": [1, 2]})
+    store.put_tensors("adv", "u-r0", "k" * 64, {"x_adv": torch.zeros(2, 3, 4, 4)})
+    assert [p.parent.name for p in (tmp_path / "raw").rglob("*.json")] == ["eval"]
+    assert [p.parent.name for p in (tmp_path / "cache").rglob("*.pt")] == ["adv"]
+    assert not list((tmp_path / "cache").rglob("*.json")) and not list((tmp_path / "raw").rglob("*.pt"))
+    assert store.get_json("eval", "u--t", "k" * 64) == {"pred": [1, 2]}
+    # a fresh store over the same raw folder (a later session, no tensor cache) reads the numbers
+    assert Store(tmp_path / "elsewhere", tmp_path / "raw").get_json("eval", "u--t", "k" * 64) == {"pred": [1, 2]}
+
+
+def _state(tmp_path: Path, images: Images, target_names: tuple[str, ...]) -> runner.RunState:
+    s = QUICK.replace(attacks=("mi",), surrogates=("sur",), defenses=(), targeted_eps=(), chunk=4, flat_samples=2,
+                      images=images.y.numel())
+    models = {"sur": tiny(0), "a": tiny(1), "b": tiny(2)}
+    ids = {n: model_fingerprint(m) for n, m in models.items()}
+    targets = [model_target(n, "normal", n, models[n], ids[n]) for n in target_names]
+    clean = {t.name: t.predict(images.x) for t in targets}
+    store = Store(tmp_path / "cache", tmp_path / "raw")
+    return runner.RunState(s, store, images, (images.y + 1) % 10, models, ids, {}, targets, clean)
+
+
+def test_finished_unit_is_not_recrafted_from_the_committed_numbers(tmp_path: Path, images: Images,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    parts = {"table1", "flatness"}
+    unit = Unit("sur", "mi", 8 / 255, False, 2)
+    state = _state(tmp_path, images, ("sur", "a"))
+    first = runner.process_unit(state, "main", unit, parts, compute=True)
+    assert first is not None and set(first.evals) == {"sur", "a"} and first.flat_mean is not None
+    # the numbers are what an independent attack of the same settings gives on each target
+    from tpa_lightning.attacks import build_attack
+
+    atk = build_attack("mi", state.models["sur"], eps=8 / 255, steps=2, step_size=4 / 255, seed=0, max_batch=256)
+    x_adv = torch.cat([atk(images.x[i:i + 4], images.y[i:i + 4]) for i in (0, 4)])
+    for name in ("sur", "a"):
+        fooled = int((state.models[name](x_adv).argmax(1) != images.y).sum())
+        assert first.evals[name]["all"]["k"] == fooled
+
+    # a later session: no tensor cache, only the raw numbers; crafting must not happen
+    shutil.rmtree(tmp_path / "cache")
+
+    def no_craft(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a finished unit was crafted again")
+
+    monkeypatch.setattr(runner, "craft", no_craft)
+    for compute in (True, False):
+        again = runner.process_unit(state, "main", unit, parts, compute=compute)
+        assert again is not None
+        assert again.evals == first.evals and again.flat_images == first.flat_images
+        assert again.seconds == pytest.approx(first.seconds) and again.passes_per_image == first.passes_per_image
+
+    # a new target appears: now the images are needed, and crafted again (same seed, same examples)
+    calls: list[str] = []
+    from benchmarks.transfer import crafting
+
+    def counting_craft(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[1].name)
+        return crafting.craft(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "craft", counting_craft)
+    state2 = _state(tmp_path, images, ("sur", "a", "b"))
+    third = runner.process_unit(state2, "main", unit, parts, compute=True)
+    assert calls == [unit.name] and third is not None and set(third.evals) == {"sur", "a", "b"}
+    assert third.evals["a"] == first.evals["a"]
+    fooled_b = int((state.models["b"](x_adv).argmax(1) != images.y).sum())
+    assert third.evals["b"]["all"]["k"] == fooled_b
+
+
+def _fake_train_py_checkpoint(path: Path, model: nn.Module) -> None:
+    """A checkpoint laid out as train.py's (Lightning's entries plus the model's rebuild recipe)."""
+    from tpa_lightning.models import MODEL_META_KEY
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "epoch": 1,
+                "global_step": 20, "optimizer_states": [{"state": {0: {"momentum_buffer": torch.ones(1000)}}}],
+                "loops": {"fit_loop": {"x": 1}},
+                MODEL_META_KEY: {"spec": "small_cnn", "num_classes": 10, "in_chans": 3, "mean": [0.5, 0.5, 0.5],
+                                 "std": [0.25, 0.25, 0.25], "kwargs": {}}}, path)
+    (path.parent.parent / "metrics.json").write_text(json.dumps({"epochs": 2}))
+    (path.parent.parent / "zoo_run.json").write_text(json.dumps({"command": ["python", "train.py"]}))
+
+
+def test_zoo_weights_export_and_restore(tmp_path: Path) -> None:
+    from benchmarks.transfer.zoo import zoo_model
+    from benchmarks.transfer.zoo_weights import export_model, restore_model
+    from tpa_lightning.models import build_model
+
+    m = zoo_model("vgg")
+    trained = build_model("small_cnn", 10, 3, mean=[0.5] * 3, std=[0.25] * 3)
+    root, weights = tmp_path / "zoo", tmp_path / "weights"
+    ckpt = m.checkpoint(root)
+    assert ckpt is not None
+    _fake_train_py_checkpoint(ckpt, trained)
+    out = export_model(m, root, weights)
+    assert out is not None
+    slim = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert "optimizer_states" not in slim and "loops" not in slim and slim["epoch"] == 1
+    assert (out / "metrics.json").is_file() and (out / "zoo_run.json").is_file()
+
+    fresh = tmp_path / "fresh"
+    assert restore_model(m, fresh, weights)
+    restored = build_model(str(m.checkpoint(fresh)))
+    assert model_fingerprint(restored) == model_fingerprint(trained)
+    assert json.loads((fresh / "vgg" / "metrics.json").read_text()) == {"epochs": 2}
+    # a folder that exists (a run of its own) is never overwritten; a shipped model has nothing to restore
+    assert not restore_model(m, fresh, weights)
+    assert not restore_model(zoo_model("resnet18_aa"), fresh, weights)
+    # nothing committed, nothing restored; an unfinished run is not exported
+    assert not restore_model(zoo_model("mobilenet"), tmp_path / "other", weights)
+    (root / "vgg" / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="no finished training"):
+        export_model(m, root, weights)
+
+
+def test_committed_weights_belong_to_the_default_full_zoo_only() -> None:
+    from benchmarks.transfer.train_zoo import uses_committed_weights
+    from benchmarks.transfer.zoo import DEFAULT_ROOT, QUICK_ROOT
+
+    assert uses_committed_weights(DEFAULT_ROOT, quick=False)
+    assert not uses_committed_weights(DEFAULT_ROOT, quick=True)
+    assert not uses_committed_weights(QUICK_ROOT, quick=False)
+    assert not uses_committed_weights(Path("/tmp/some/zoo"), quick=False)
+
+
+def test_work_order_and_the_reduced_surrogate_plan() -> None:
+    s: Settings = FULL
+    work = runner.work_list(s, {"table1", "table2", "table3", "table5", "ablation", "flatness"})
+    groups = [g for g, _ in work]
+    units = [u for _, u in work]
+    # order: full-surrogate tables, ablation, targeted, then the planned surrogate
+    first = {g: groups.index(g) for g in ("main", "ablation", "targeted")}
+    assert first["main"] < first["ablation"] < first["targeted"]
+    aa = [u for u in units if u.surrogate == "resnet18_aa"]
+    assert aa and all(not u.targeted and abs(u.eps - 16 / 255) < 1e-12 for u in aa)
+    assert {u.label for u in aa} == set(s.surrogate_plans["resnet18_aa"][1])
+    assert units.index(aa[0]) > max(i for i, g in enumerate(groups) if g == "targeted")
+    full = [u for g, u in work if g == "main" and u.surrogate == "resnet18"]
+    assert {u.label for u in full} == set(s.attacks) and {u.eps for u in full} == set(s.eps)
+    tgt = [u for g, u in work if g == "targeted"]
+    assert {u.surrogate for u in tgt} == {"resnet18"} and len(tgt) == len(s.targeted_attacks) * len(s.targeted_eps)
+    # the planned surrogate's tables follow its plan
+    assert s.eps_for("resnet18_aa") == (16 / 255,) and s.targeted_eps_for("resnet18_aa") == ()
+    assert s.attacks_for("resnet18") == s.attacks
+
+
+def test_paired_difference_matches_scipy_ttest_rel() -> None:
+    from scipy.stats import ttest_rel
+
+    from benchmarks.transfer.stats import paired_difference
+
+    g = torch.Generator().manual_seed(5)
+    a = (torch.rand(300, generator=g) < 0.7).double()
+    b = torch.where(torch.rand(300, generator=g) < 0.9, a, 1 - a)      # mostly the same images fooled
+    got = paired_difference(a, b)
+    ref = ttest_rel(a.numpy(), b.numpy())
+    ci = ref.confidence_interval(0.95)
+    assert got["diff"] == pytest.approx(float((a - b).mean()))
+    assert got["lo"] == pytest.approx(ci.low) and got["hi"] == pytest.approx(ci.high)
+    assert got["p"] == pytest.approx(ref.pvalue)
+    same = paired_difference(a, a)
+    assert same["diff"] == 0 and same["p"] == 1.0
+    with pytest.raises(ValueError):
+        paired_difference(a, b[:10])
