@@ -4,6 +4,8 @@
     python -m benchmarks.transfer                  # hours; resumes after a kill, and in a later session
                                                    # from the committed docs/results/raw; docs/results/
     python -m benchmarks.transfer --report-only    # rewrite the report from the cache, compute nothing
+    python -m benchmarks.transfer --skip-train --threads 1 --shard 0/2 &   # two processes, one core each,
+    python -m benchmarks.transfer --skip-train --threads 1 --shard 1/2     # then --report-only
 
 Trains the zoo (benchmarks/transfer/train_zoo.py) and the NRP purifier where missing, crafts every
 adversarial set (cached per chunk under --cache), evaluates it on every target (cached), and writes
@@ -12,6 +14,8 @@ README.md, CSV, PNG and run.json to --out after every finished unit.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import shlex
 import sys
 import time
@@ -46,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "finishes them")
     p.add_argument("--only", type=str, default=None, help=f"comma-separated parts: {','.join(PARTS)}")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the cache only")
+    p.add_argument("--shard", type=str, default=None,
+                   help="I/N: make only the I-th of N interleaved shares of the units (0 <= I < N) and write no "
+                        "report, so that N processes with --threads 1 share the cores; then --report-only")
     p.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     a = p.parse_args(argv)
@@ -53,6 +60,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--images must be in [1, 10000], got {a.images}")
     if a.threads < 1:
         p.error(f"--threads must be >= 1, got {a.threads}")
+    if a.shard is not None:
+        try:
+            i, n = (int(v) for v in a.shard.split("/"))
+        except ValueError:
+            p.error(f"--shard must be I/N with integers, got {a.shard!r}")
+        if not 0 <= i < n:
+            p.error(f"--shard I/N needs 0 <= I < N, got {a.shard}")
+        if a.report_only:
+            p.error("--shard and --report-only exclude each other")
+        a.shard = (i, n)
     if a.only is not None:
         parts = [x.strip() for x in a.only.split(",") if x.strip()]
         bad = [x for x in parts if x not in PARTS]
@@ -95,23 +112,30 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python -m benchmarks.transfer " + " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))
     meta: dict[str, Any] = {"commands": [cmd.strip()], "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                             "versions": versions(), "out": str(out), "cache": str(cache), "raw": str(raw),
-                            "zoo_root": str(root),
-                            "invocations": report.previous_invocations(out, raw)}
+                            "zoo_root": str(root), "invocations": report.invocations(raw)}
     current: dict[str, Any] = {"command": cmd.strip(), "started": meta["started"], "wall_seconds": 0.0,
-                               "finished": None}
-    meta["invocations"].append(current)
+                               "finished": None, "pid": os.getpid(), "threads": a.threads, "units_made": 0,
+                               "machine": platform.machine()}
+    computing = not a.report_only
+    if computing:
+        meta["invocations"].append(current)
+        report.record_invocation(raw, current)
     last = [0.0]
 
     def progress(state: runner.RunState, force: bool = False) -> None:
         if not force and time.time() - last[0] < 60:
             return
         meta["wall_seconds"] = current["wall_seconds"] = time.time() - started
-        report.write(state, out, meta)
+        current["units_made"] = state.made
+        if computing:
+            report.record_invocation(raw, current)
+        if a.shard is None:
+            report.write(state, out, meta)
         last[0] = time.time()
 
     try:
-        state = runner.run(s, cache, root, parts=a.only, train=not a.skip_train, compute=not a.report_only,
-                           on_progress=progress, raw=raw)
+        state = runner.run(s, cache, root, parts=a.only, train=not a.skip_train, compute=computing,
+                           on_progress=progress, raw=raw, shard=a.shard)
     except Exception as err:
         if not _expected_failure(err):
             raise
@@ -119,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     meta["wall_seconds"] = current["wall_seconds"] = time.time() - started
     meta["finished"] = current["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    current["units_made"] = state.made
+    if computing:
+        report.record_invocation(raw, current)
+    if a.shard is not None:
+        runner.log(f"shard {a.shard[0]}/{a.shard[1]} done: {state.made} units made, {len(state.pending)} of its "
+                   f"units pending; assemble the report with --report-only; wall {meta['wall_seconds']:.0f} s")
+        return 0
     readme = report.write(state, out, meta)
     runner.log(f"report: {readme} ({len(state.results)} units finished, {len(state.pending)} pending); "
                f"wall {meta['wall_seconds']:.0f} s")

@@ -44,8 +44,9 @@ def points(state: RunState) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"attack": ab.label, "param": ab.param, "title": ab.title, "value": v,
                                    "done": r is not None}
             if r is not None:
+                sur = r.evals.get(state.settings.ablation_surrogate)
                 row.update(unit=r.unit.name, mean_asr=mean_rate(r, bb), flatness=r.flat_mean, craft_seconds=r.seconds,
-                           images_per_s=r.images_per_s, n=r.n)
+                           images_per_s=r.images_per_s, n=r.n, whitebox_asr=None if sur is None else sur["all"]["rate"])
                 for t in bb:
                     e = r.evals.get(t)
                     row[f"asr_{t}"] = None if e is None else e["all"]["rate"]
@@ -56,7 +57,7 @@ def points(state: RunState) -> list[dict[str, Any]]:
 def markdown(state: RunState, rows: list[dict[str, Any]]) -> str:
     bb = black_box(state)
     head = ["attack", "hyperparameter", "value", f"mean of {len(bb)} black-box (%)", *bb] + \
-        ["flatness (grad norm)", "craft s"]
+        ["white-box (%)", "flatness (grad norm)", "craft s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if not r["done"]:
@@ -65,7 +66,8 @@ def markdown(state: RunState, rows: list[dict[str, Any]]) -> str:
             continue
         flat = "-" if r["flatness"] is None else f"{r['flatness']:.4g}"
         lines.append("| " + " | ".join([ATTACK_TITLES[r["attack"]], r["title"], f"{r['value']:g}", pct(r["mean_asr"])]
-                                        + [pct(r.get(f"asr_{t}")) for t in bb] + [flat, f"{r['craft_seconds']:.0f}"])
+                                        + [pct(r.get(f"asr_{t}")) for t in bb]
+                                        + [pct(r["whitebox_asr"]), flat, f"{r['craft_seconds']:.0f}"])
                      + " |")
     return "\n".join(lines)
 
@@ -82,6 +84,14 @@ def analysis(state: RunState, rows: list[dict[str, Any]]) -> str:
         worst = min(pts, key=lambda r: r["mean_asr"])
         out.append(f"{ab.title}: best {best['value']:g} ({pct(best['mean_asr'])} %), worst {worst['value']:g} "
                    f"({pct(worst['mean_asr'])} %), spread {100 * (best['mean_asr'] - worst['mean_asr']):.1f} points.")
+    sur = state.settings.ablation_surrogate
     n = state.settings.ablation_images
+    if sur in state.clean:
+        clean_err = float((state.clean[sur][:n] != state.images.y[:n]).double().mean())
+        below = [r for r in rows if r["done"] and r.get("whitebox_asr") is not None and r["whitebox_asr"] < clean_err]
+        for r in below:
+            out.append(f"{ATTACK_TITLES[r['attack']]} at {r['title']} = {r['value']:g}: white-box success "
+                       f"{pct(r['whitebox_asr'])} % is BELOW the surrogate's clean error ({pct(clean_err)} %), i.e. "
+                       "the attacked images are classified correctly more often than the clean ones.")
     return " ".join(out) + (f" Each point: {n} images; a difference of a few points between two points is within "
                             "the noise of that many images." if out else "")

@@ -7,6 +7,7 @@ only on the seed and the iteration), so the result does not depend on the chunki
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,7 +125,11 @@ def craft(store: Store, unit: Unit, model: nn.Module, surrogate_id: dict[str, An
     if atk is None:
         atk = factory(name, model, seed=seed, max_batch=max_batch, **opts)
     out = Crafted(unit, key, torch.cat(parts), seconds, attack_passes_per_image(atk), cached, made)
-    record = {"seconds": out.seconds, "passes_per_image": out.passes_per_image, "n": n}
-    if compute and crafted_record(store, unit, key) != record:
+    record: dict[str, Any] = {"seconds": out.seconds, "passes_per_image": out.passes_per_image, "n": n}
+    old = crafted_record(store, unit, key)
+    if compute and (old is None or any(old.get(k) != v for k, v in record.items())):
+        # the machine's 1-minute load average when the set was finished: how contended its time was
+        record["load_avg"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        record["threads"] = torch.get_num_threads()
         store.put_json("crafted", unit.name, key, record, settings=settings)
     return out

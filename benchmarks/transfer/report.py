@@ -114,22 +114,32 @@ def clean_table(state: RunState) -> str:
     return "\n".join(lines)
 
 
-def previous_invocations(out: Path, raw: Path) -> list[dict[str, Any]]:
-    """The invocations recorded in ``out/run.json`` by earlier runs whose numbers are kept in the same
-    ``raw`` store (resumed runs, possibly in earlier sessions)."""
-    try:
-        old = json.loads((out / "run.json").read_text())
-    except (OSError, ValueError):
-        return []
-    if old.get("raw") != str(raw):
-        return []
-    inv = old.get("invocations")
-    if isinstance(inv, list):
-        return [i for i in inv if isinstance(i, dict)]
-    if old.get("commands"):
-        return [{"command": old["commands"][-1], "started": old.get("started"),
-                 "wall_seconds": old.get("wall_seconds"), "finished": old.get("finished")}]
-    return []
+def invocation_path(raw: Path, record: dict[str, Any]) -> Path:
+    stamp = str(record["started"]).replace(" ", "T").replace(":", "")
+    return Path(raw) / "invocations" / f"{stamp}-{record['pid']}.json"
+
+
+def record_invocation(raw: Path, record: dict[str, Any]) -> None:
+    """Write (or update) the record of a computing invocation beside the numbers it made, so that
+    the report lists every invocation, in any session, that filled this store."""
+    path = invocation_path(raw, record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    tmp.replace(path)
+
+
+def invocations(raw: Path) -> list[dict[str, Any]]:
+    """Every invocation recorded in ``raw``, oldest first."""
+    out = []
+    for p in sorted((Path(raw) / "invocations").glob("*.json")):
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return sorted(out, key=lambda r: str(r.get("started")))
 
 
 def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
@@ -148,9 +158,11 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
     md.append("## How this was made\n")
     md.append("```\n" + "\n".join(meta.get("commands", [])) + "\n```\n")
     inv = meta.get("invocations") or []
-    if len(inv) > 1:
-        md.append("Invocations on this cache (a resumed run continues where the previous one stopped):\n")
-        md += [f"- `{i.get('command')}` started {i.get('started')}, wall {float(i.get('wall_seconds') or 0):.0f} s"
+    if inv:
+        md.append("Invocations that computed these numbers (a resumed run continues where the previous one "
+                  "stopped; shards run side by side, one thread each):\n")
+        md += [f"- `{i.get('command')}` started {i.get('started')}, wall {float(i.get('wall_seconds') or 0):.0f} s, "
+               f"{i.get('threads', '?')} thread(s), {i.get('units_made', '?')} units finished"
                + ("" if i.get("finished") else " (stopped or still running)") for i in inv]
         md.append("")
     md.append(f"- Wall time of this invocation so far: {meta.get('wall_seconds', 0):.0f} s (zoo "
@@ -158,6 +170,13 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
               f"units {state.timings.get('units_seconds', 0):.0f} s). Crafting times in the tables are as measured "
               "when each chunk was made (a resumed run keeps them); on a 2-core CPU, times depend on what else "
               "runs, so compare them within one invocation only.")
+    loaded = [r for r in state.results if r.load_avg is not None and r.threads is not None
+              and r.load_avg > 2 + 0.5]
+    if loaded:
+        md.append(f"- {len(loaded)} of the {len(state.results)} finished sets were crafted while the machine's "
+                  "1-minute load average exceeded its 2 cores by more than half a process (other jobs running), so "
+                  "their times are inflated: " + ", ".join(f"`{r.unit.name}` ({r.load_avg:.1f})" for r in loaded[:20])
+                  + (" ..." if len(loaded) > 20 else "") + ".")
     total = sum(r.seconds for r in state.results)
     md.append(f"- Crafting time summed over the {len(state.results)} finished units (as measured when made, "
               f"including earlier invocations): {total:.0f} s.")
@@ -259,7 +278,11 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
     md.append("- `results.csv`: one row per (adversarial set, target): counts, rates, Wilson intervals, both "
               "definitions, crafting time, flatness.\n- `ablation.csv`, `flatness.csv`: the ablation points and "
               "the flatness table.\n- `run.json`: settings, commands, versions, model fingerprints, timings, "
-              "finished and pending units.\n- PNG: " + ", ".join(f"`{f}`" for f in figures))
+              "finished and pending units.\n- `raw/` (full version): the numbers behind every table, one JSON file "
+              "per finished piece, named by a sha256 of everything that produced it: `eval/` the class each target "
+              "gave each adversarial (and clean) image, `flat/` each image's gradient norm, `crafted/` crafting "
+              "times. A later run reads them instead of recrafting (`python -m benchmarks.transfer --report-only` "
+              "rebuilds this page from them alone, given the zoo's committed weights).\n- PNG: " + ", ".join(f"`{f}`" for f in figures))
     write_csv(out / "results.csv", tables.csv_rows(state))
     write_csv(out / "ablation.csv", ab_rows)
     write_csv(out / "flatness.csv", flat_rows)

@@ -52,6 +52,8 @@ class UnitResult:
     flat_mean: float | None = None
     flat_sem: float | None = None
     flat_images: list[float] | None = None
+    load_avg: float | None = None     # 1-minute load average when the set was finished (None: not recorded)
+    threads: int | None = None        # torch threads that crafted it
     fooled_images: list[int] | None = None   # per image: black-box normal targets fooled
     hits: dict[str, list[int]] = field(default_factory=dict)   # target name -> per-image success (0/1)
 
@@ -72,6 +74,11 @@ class RunState:
     missing: list[str] = field(default_factory=list)   # models / purifier not available
     timings: dict[str, float] = field(default_factory=dict)
     purifier: str | None = None
+    computed: set[str] = field(default_factory=set)   # units this invocation had to compute something for
+
+    @property
+    def made(self) -> int:
+        return len(self.computed)
 
 
 def log(msg: str) -> None:
@@ -246,6 +253,18 @@ def work_list(s: Settings, parts: set[str]) -> list[tuple[str, Unit]]:
     return work
 
 
+def shard_of(work: list[tuple[str, Unit]], shard: tuple[int, int] | None) -> list[tuple[str, Unit]]:
+    """The ``i``-th of ``n`` interleaved shares of ``work`` (``shard = (i, n)``), by distinct unit in work
+    order, so that a unit listed in two groups (an ablation default is also a table unit) belongs to
+    one shard only and is never crafted twice at once."""
+    if shard is None:
+        return work
+    i, n = shard
+    order = list(dict.fromkeys(u for _, u in work))
+    mine = {u for j, u in enumerate(order) if j % n == i}
+    return [(g, u) for g, u in work if u in mine]
+
+
 def unit_targets(group: str, state: RunState, parts: set[str]) -> list[Target]:
     if group in ("targeted", "ablation"):
         return [t for t in state.targets if t.kind == "normal"]
@@ -282,6 +301,8 @@ def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compu
     complete = record is not None and all(p is not None for p in preds.values()) and (flat is not None or not need_flat)
     crafted = None
     if not complete:
+        if compute:
+            state.computed.add(unit.name)
         crafted = craft(state.store, unit, model, state.ids[unit.surrogate], images,
                         tcls if unit.targeted else None, s.seed, s.chunk, s.max_batch_for(unit.surrogate),
                         target_seed=target_seed, log=log, compute=compute)
@@ -294,6 +315,8 @@ def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compu
         sec = float(record["seconds"])
         res = UnitResult(unit, group, key, sec, n / sec if sec > 0 else float("nan"),
                          float(record["passes_per_image"]), n)
+    final = crafted_record(state.store, unit, key) or {}
+    res.load_avg, res.threads = final.get("load_avg"), final.get("threads")
     black_box: list[Tensor] = []
     for t in targets:
         pred = preds[t.name]
@@ -386,8 +409,9 @@ def setup(s: Settings, cache: Path, root: Path, train: bool, compute: bool, raw:
 
 def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | None = None, train: bool = True,
         compute: bool = True, on_progress: Callable[[RunState], None] | None = None,
-        raw: Path | None = None) -> RunState:
-    """Run (or resume) the benchmark: images under ``cache``, numbers under ``raw`` (default ``cache``)."""
+        raw: Path | None = None, shard: tuple[int, int] | None = None) -> RunState:
+    """Run (or resume) the benchmark: images under ``cache``, numbers under ``raw`` (default ``cache``);
+    with ``shard = (i, n)`` only the units of :func:`shard_of`."""
     parts = set(parts) if parts else {"table1", "table2", "table3", "table5", "ablation", "flatness"}
     torch.manual_seed(s.seed)
     state = setup(s, cache, root, train, compute, raw)
@@ -395,7 +419,7 @@ def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | N
         f"{len(state.targets)} targets, {state.images.y.numel()} images; missing: {state.missing or 'nothing'}")
     if on_progress is not None:
         on_progress(state)
-    work = work_list(s, parts)
+    work = shard_of(work_list(s, parts), shard)
     t0 = time.perf_counter()
     watch = compute and not train
     finished: dict[tuple[str, Unit], UnitResult] = {}

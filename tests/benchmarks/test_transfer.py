@@ -260,3 +260,30 @@ def test_ablation_default_points_are_the_main_units() -> None:
     defaults = [u for u in abl if not u.overrides and u.steps == FULL.steps]
     assert {u.label for u in defaults} == {"tpa", "tpa_paper", "mi"}
     assert all(u in main for u in defaults)
+
+
+def test_ablation_flags_white_box_success_below_the_clean_error() -> None:
+    from benchmarks.transfer import ablation
+    from benchmarks.transfer.runner import UnitResult
+    from benchmarks.transfer.settings import Ablation
+    from benchmarks.transfer.stats import rate
+
+    n = 100
+    state = _state({})
+    state.settings = state.settings.replace(
+        ablations=(Ablation("lam", (0.0, 5.0), label="tpa_paper", title="lambda (paper mode)"),),
+        ablation_surrogate="sur", ablation_images=n)
+    y = state.images.y
+    state.clean["sur"] = torch.where(torch.arange(n) < 30, (y + 1) % 10, y)      # clean error 30 %
+    for over, wb in (((("lam", 0.0),), 0.95), ((), 0.20)):                     # () = the default lambda 5
+        r = UnitResult(Unit("sur", "tpa_paper", 16 / 255, False, 10, over), "ablation", "k", 1.0, 1.0, 21.0, n)
+        for t, v in (("sur", wb), ("a", 0.5), ("b", 0.5)):
+            e = rate(round(v * n), n)
+            r.evals[t] = {"all": e, "correct": e}
+        state.results.append(r)
+    rows = ablation.points(state)
+    assert [r["whitebox_asr"] for r in rows] == [pytest.approx(0.95), pytest.approx(0.20)]
+    text = ablation.analysis(state, rows)
+    assert "lambda (paper mode) = 5: white-box success 20.0 % is BELOW the surrogate's clean error (30.0 %)" in text
+    assert "lambda (paper mode) = 0:" not in text
+    assert "| TPA (paper) | lambda (paper mode) | 5 | 50.0 | 50.0 | 50.0 | 20.0 |" in ablation.markdown(state, rows)

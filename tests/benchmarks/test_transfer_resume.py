@@ -202,3 +202,39 @@ def test_paired_difference_matches_scipy_ttest_rel() -> None:
     assert same["diff"] == 0 and same["p"] == 1.0
     with pytest.raises(ValueError):
         paired_difference(a, b[:10])
+
+
+def test_shards_partition_the_units() -> None:
+    work = runner.work_list(FULL, {"table1", "table2", "table3", "table5", "ablation", "flatness"})
+    shards = [runner.shard_of(work, (i, 3)) for i in range(3)]
+    assert sorted((shards[0] + shards[1] + shards[2]), key=work.index) == work       # every (group, unit) once
+    units = [{u for _, u in sh} for sh in shards]
+    assert not (units[0] & units[1]) and not (units[0] & units[2]) and not (units[1] & units[2])
+    # a unit in two groups (an ablation default that is also a table unit) stays in one shard
+    dup = [u for g, u in work if g == "ablation" and ("main", u) in work]
+    assert dup and all(sum(u in us for us in units) == 1 for u in dup)
+    assert runner.shard_of(work, None) == work
+
+
+@pytest.mark.parametrize("args", [["--shard", "2/2"], ["--shard", "a/b"], ["--shard", "0/2", "--report-only"]])
+def test_cli_rejects_bad_shards(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.transfer import __main__ as cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args(args)
+    assert e.value.code == 2 and "--shard" in capsys.readouterr().err
+    assert cli.parse_args(["--shard", "1/2"]).shard == (1, 2)
+
+
+def test_invocation_records_are_listed_oldest_first(tmp_path: Path) -> None:
+    from benchmarks.transfer import report
+
+    late = {"command": "b", "started": "2026-12-02 01:00:00", "pid": 7, "finished": None}
+    early = {"command": "a", "started": "2026-11-30 23:00:00", "pid": 9, "finished": "x"}
+    report.record_invocation(tmp_path, late)
+    report.record_invocation(tmp_path, early)
+    late["finished"] = "2026-12-02 02:00:00"
+    report.record_invocation(tmp_path, late)                     # an update, not a second record
+    assert [r["command"] for r in report.invocations(tmp_path)] == ["a", "b"]
+    assert report.invocations(tmp_path)[1]["finished"] == "2026-12-02 02:00:00"
+    assert report.invocations(tmp_path / "none") == []
