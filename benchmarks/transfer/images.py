@@ -18,11 +18,16 @@ class Images:
     rule: str          # how they were chosen
 
     def identity(self) -> dict[str, Any]:
-        """What the cache keys hold about the images: source, rule, a hash of indices and labels."""
+        """What the cache keys hold about the images: the rule, a hash of indices and labels, and a hash
+        of the pixels themselves (never the path they were read from, which differs between machines)."""
+        import hashlib
+
         from .store import settings_key
 
-        return {"source": self.source, "rule": self.rule, "n": int(self.y.numel()),
-                "sha": settings_key([self.index.tolist(), self.y.tolist()])[:32]}
+        pixels = (self.x * 255).round().clamp(0, 255).to(torch.uint8).contiguous().numpy().tobytes()
+        return {"rule": self.rule, "n": int(self.y.numel()),
+                "sha": settings_key([self.index.tolist(), self.y.tolist()])[:32],
+                "pixels_sha256": hashlib.sha256(pixels).hexdigest()}
 
 
 BALANCED_RULE = ("class-balanced: the k-th image of every class in the official test order, k = 0, 1, ..., "

@@ -238,3 +238,12 @@ def test_invocation_records_are_listed_oldest_first(tmp_path: Path) -> None:
     assert [r["command"] for r in report.invocations(tmp_path)] == ["a", "b"]
     assert report.invocations(tmp_path)[1]["finished"] == "2026-12-02 02:00:00"
     assert report.invocations(tmp_path / "none") == []
+
+
+def test_image_identity_follows_pixels_not_paths(images: Images) -> None:
+    moved = Images(images.x, images.y, images.index, "CIFAR-10 (JPEG copy) /elsewhere/test.tar.gz", images.rule)
+    assert moved.identity() == images.identity()
+    x = images.x.clone()
+    x[0, 0, 0, 0] = 1.0 - x[0, 0, 0, 0]
+    changed = Images(x, images.y, images.index, images.source, images.rule)
+    assert changed.identity() != images.identity()
