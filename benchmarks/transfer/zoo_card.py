@@ -71,6 +71,7 @@ def _threads(folder: Path) -> str | None:
 
 def card_entry(m: ZooModel, root: Path, images: Images, quick: bool, display_root: Path) -> dict[str, Any]:
     """One model's card row; accuracy only where the model exists (``status`` says why not)."""
+    from tpa_lightning.evaluation.provenance import model_fingerprint
     from tpa_lightning.models import build_model
 
     status = model_status(m, root)
@@ -90,6 +91,7 @@ def card_entry(m: ZooModel, root: Path, images: Images, quick: bool, display_roo
         return entry
     model = build_model(m.model_spec(root))
     entry["params"] = int(sum(p.numel() for p in model.parameters()))
+    entry["state_sha256"] = model_fingerprint(model)["state_sha256"]
     entry["clean_acc"] = rate(count_correct(model, images), int(images.y.numel()))
     return entry
 
@@ -143,7 +145,14 @@ def markdown(card: dict[str, Any]) -> str:
               "## Commands (run from the repository root)", ""]
     for e in card["models"]:
         how = f"`{e['train_command']}`" if e["train_command"] else e["note"] or ""
-        lines.append(f"- **{e['name']}**: {how}")
+        sha = f" (weights sha256 `{e['state_sha256'][:16]}`)" if e.get("state_sha256") else ""
+        lines.append(f"- **{e['name']}**: {how}{sha}")
+    if not head["quick"]:
+        lines += ["", ("The trained weights are committed in `benchmarks/transfer/weights/<name>/` (state dict and "
+                       "rebuild recipe, no optimizer state; `python -m benchmarks.transfer.train_zoo --export` "
+                       "writes them): `train_zoo` and the benchmark restore them instead of retraining, so every "
+                       "machine attacks the models with the sha256 above (of the state dict, as "
+                       "`tpa_lightning.evaluation.provenance.model_fingerprint` computes it).")]
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,8 @@ the SAME models (the resume cache and the committed raw results are keyed by wei
 ``python -m benchmarks.transfer.train_zoo --export`` copies each finished model of the full zoo
 (``outputs/zoo/<name>``) and the NRP purifier into :data:`WEIGHTS_DIR` as a slim checkpoint: the
 model's state dict and what ``build_model`` needs to rebuild it (no optimizer state), plus train.py's
-``metrics.json`` and the zoo's ``zoo_run.json`` (command and training time, for the model card).
+``config.yaml`` and ``metrics.json`` and the zoo's ``zoo_run.json`` (command and training time, for the
+model card).
 :func:`restore_model` puts them back where train.py would have written them, so a fresh checkout
 skips training (about 35 minutes on 2 cores). Files are read with ``weights_only=True``.
 """
@@ -19,8 +20,9 @@ import torch
 from .zoo import ZooModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-#: Files of a model folder that travel with the weights (train.py's metrics, the zoo's run record).
-SIDE_FILES = ("metrics.json", "zoo_run.json")
+#: Files of a model folder that travel with the weights (train.py's resolved config and metrics, the
+#: zoo's run record), read by the model card.
+SIDE_FILES = ("config.yaml", "metrics.json", "zoo_run.json")
 #: Checkpoint entries kept in the slim copy (Lightning's optimizer and loop states are dropped).
 KEPT_KEYS = ("state_dict", "epoch", "global_step", "tpa_lightning_model")
 PURIFIER = "nrp_purifier"

@@ -119,6 +119,7 @@ def _fake_train_py_checkpoint(path: Path, model: nn.Module) -> None:
                                  "std": [0.25, 0.25, 0.25], "kwargs": {}}}, path)
     (path.parent.parent / "metrics.json").write_text(json.dumps({"epochs": 2}))
     (path.parent.parent / "zoo_run.json").write_text(json.dumps({"command": ["python", "train.py"]}))
+    (path.parent.parent / "config.yaml").write_text("seed: 0\n")
 
 
 def test_zoo_weights_export_and_restore(tmp_path: Path) -> None:
@@ -143,6 +144,7 @@ def test_zoo_weights_export_and_restore(tmp_path: Path) -> None:
     restored = build_model(str(m.checkpoint(fresh)))
     assert model_fingerprint(restored) == model_fingerprint(trained)
     assert json.loads((fresh / "vgg" / "metrics.json").read_text()) == {"epochs": 2}
+    assert (fresh / "vgg" / "config.yaml").read_text() == "seed: 0\n"
     # a folder that exists (a run of its own) is never overwritten; a shipped model has nothing to restore
     assert not restore_model(m, fresh, weights)
     assert not restore_model(zoo_model("resnet18_aa"), fresh, weights)
