@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,7 @@ from benchmarks.transfer.store import Store
 from tpa_lightning.attacks import build_attack
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def tiny(seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                      nn.Linear(16, 10))
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return m.eval()
+Tiny = Callable[[int], nn.Module]
 
 
 @pytest.fixture
@@ -104,7 +96,7 @@ class CountingFactory:
         return atk
 
 
-def test_cache_skips_finished_chunks_and_key_follows_settings(tmp_path: Path, images: Images) -> None:
+def test_cache_skips_finished_chunks_and_key_follows_settings(tmp_path: Path, images: Images, tiny: Tiny) -> None:
     store, model, ident = Store(tmp_path), tiny(0), {"m": 0}
     unit = Unit("tiny", "mi", 8 / 255, False, 2)
     f = CountingFactory()
@@ -133,7 +125,7 @@ def test_cache_skips_finished_chunks_and_key_follows_settings(tmp_path: Path, im
     assert r is not None and r.key not in keys
 
 
-def test_chunking_does_not_change_the_examples(tmp_path: Path, images: Images) -> None:
+def test_chunking_does_not_change_the_examples(tmp_path: Path, images: Images, tiny: Tiny) -> None:
     model = tiny(2)
     unit = Unit("tiny", "tpa", 8 / 255, False, 2, (("copies", 2),))
     a = craft(Store(tmp_path / "a"), unit, model, {}, images, None, seed=0, chunk=8)
@@ -142,7 +134,7 @@ def test_chunking_does_not_change_the_examples(tmp_path: Path, images: Images) -
     assert torch.allclose(a.x_adv, b.x_adv, atol=1e-6)
 
 
-def test_targeted_unit_moves_towards_targets(tmp_path: Path, images: Images) -> None:
+def test_targeted_unit_moves_towards_targets(tmp_path: Path, images: Images, tiny: Tiny) -> None:
     model = tiny(3)
     t = target_classes(images.y, images.index, 10, seed=1)
     r = craft(Store(tmp_path), Unit("tiny", "pgd", 64 / 255, True, 10), model, {}, images, t, seed=0, chunk=8)

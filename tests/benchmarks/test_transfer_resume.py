@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +20,7 @@ from benchmarks.transfer.store import Store
 from benchmarks.transfer.targets import model_target
 from tpa_lightning.evaluation.provenance import model_fingerprint
 
-
-def tiny(seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                      nn.Linear(16, 10))
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m.eval()
+Tiny = Callable[[int], nn.Module]
 
 
 @pytest.fixture
@@ -50,7 +41,7 @@ def test_store_keeps_numbers_and_images_apart(tmp_path: Path) -> None:
     assert Store(tmp_path / "elsewhere", tmp_path / "raw").get_json("eval", "u--t", "k" * 64) == {"pred": [1, 2]}
 
 
-def _state(tmp_path: Path, images: Images, target_names: tuple[str, ...]) -> runner.RunState:
+def _state(tmp_path: Path, images: Images, target_names: tuple[str, ...], tiny: Tiny) -> runner.RunState:
     s = QUICK.replace(attacks=("mi",), surrogates=("sur",), defenses=(), targeted_eps=(), chunk=4, flat_samples=2,
                       images=images.y.numel())
     models = {"sur": tiny(0), "a": tiny(1), "b": tiny(2)}
@@ -61,11 +52,11 @@ def _state(tmp_path: Path, images: Images, target_names: tuple[str, ...]) -> run
     return runner.RunState(s, store, images, (images.y + 1) % 10, models, ids, {}, targets, clean)
 
 
-def test_finished_unit_is_not_recrafted_from_the_committed_numbers(tmp_path: Path, images: Images,
+def test_finished_unit_is_not_recrafted_from_the_committed_numbers(tmp_path: Path, images: Images, tiny: Tiny,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     parts = {"table1", "flatness"}
     unit = Unit("sur", "mi", 8 / 255, False, 2)
-    state = _state(tmp_path, images, ("sur", "a"))
+    state = _state(tmp_path, images, ("sur", "a"), tiny)
     first = runner.process_unit(state, "main", unit, parts, compute=True)
     assert first is not None and set(first.evals) == {"sur", "a"} and first.flat_mean is not None
     # the numbers are what an independent attack of the same settings gives on each target
@@ -99,7 +90,7 @@ def test_finished_unit_is_not_recrafted_from_the_committed_numbers(tmp_path: Pat
         return crafting.craft(*args, **kwargs)
 
     monkeypatch.setattr(runner, "craft", counting_craft)
-    state2 = _state(tmp_path, images, ("sur", "a", "b"))
+    state2 = _state(tmp_path, images, ("sur", "a", "b"), tiny)
     third = runner.process_unit(state2, "main", unit, parts, compute=True)
     assert calls == [unit.name] and third is not None and set(third.evals) == {"sur", "a", "b"}
     assert third.evals["a"] == first.evals["a"]
