@@ -215,6 +215,17 @@ def analysis(state: RunState, spec: TableSpec, flat_rank: dict[str, int] | None 
         text.append(f"So here TPA is ahead of every baseline on average (by {100 * gap:.1f} points over the best"
                     + ("; the per-column intervals overlap, so the lead is not significant per column)"
                        if above == 0 else ")") + ".")
+    paper = rows.get("tpa_paper")
+    sur = spec.surrogate
+    if paper is not None and sur in paper.evals and sur in state.clean and not spec.targeted:
+        n = paper.n
+        clean_err = float((state.clean[sur][:n] != state.images.y[:n]).double().mean())
+        wb = paper.evals[sur]["all"]["rate"]
+        if wb is not None and wb < clean_err:
+            text.append(f"TPA (paper mode) reaches only {pct(wb)} % on the surrogate itself, BELOW its clean error "
+                        f"({pct(clean_err)} %): the attacked images are classified correctly more often than the clean "
+                        "ones, as when the flatness penalty (lambda) outweighs the loss term and the sign steps head "
+                        "for flat, low-loss points; the lambda sweep of the ablation measures this.")
     weak = weak_columns(state, spec.black_box)
     if weak:
         text.append(f"Caution: {len(weak)} of these {len(spec.black_box)} targets ({', '.join(weak)}) score at most "

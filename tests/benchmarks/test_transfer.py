@@ -279,3 +279,16 @@ def test_ablation_flags_white_box_success_below_the_clean_error() -> None:
     assert "lambda (paper mode) = 5: white-box success 20.0 % is BELOW the surrogate's clean error (30.0 %)" in text
     assert "lambda (paper mode) = 0:" not in text
     assert "| TPA (paper) | lambda (paper mode) | 5 | 50.0 | 50.0 | 50.0 | 20.0 |" in ablation.markdown(state, rows)
+
+
+def test_analysis_flags_paper_mode_below_the_clean_error() -> None:
+    from benchmarks.transfer import tables
+
+    state = _state({"mi": {"sur": 1.0, "a": 0.6, "b": 0.7}, "tpa": {"sur": 1.0, "a": 0.7, "b": 0.8},
+                    "tpa_paper": {"sur": 0.25, "a": 0.3, "b": 0.3}})
+    y = state.images.y
+    state.clean["sur"] = torch.where(torch.arange(y.numel()) < 35, (y + 1) % 10, y)     # clean error 35 %
+    text = tables.analysis(state, tables.table_specs(state)[0])
+    assert "TPA (paper mode) reaches only 25.0 % on the surrogate itself, BELOW its clean error (35.0 %)" in text
+    state.clean["sur"] = y.clone()                                                       # clean error 0
+    assert "BELOW its clean error" not in tables.analysis(state, tables.table_specs(state)[0])
