@@ -23,6 +23,12 @@ DEFENSE_TITLES = {"rp": "R&P", "fd": "FD", "jpeg": "JPEG (q=75)", "nrp": "NRP (t
                   "rs": "RS (sigma 0.25)", "bitdepth": "bit depth (4)"}
 
 
+#: Rows per forward pass of the randomised defenses (R&P's 30 draws, RS's noise samples). On one CPU
+#: thread, 64 to 250 rows ran 1.7x (VGG at 35x35) to 2x (the width-16 ResNet-18) faster than 1000 or
+#: more; the classes do not depend on it (the noise stream does not depend on the chunking).
+ROWS_PER_FORWARD = 128
+
+
 @dataclass
 class Target:
     name: str
@@ -30,7 +36,7 @@ class Target:
     title: str
     identity: dict[str, Any]
     predict_fn: Callable[[Tensor], Tensor]
-    batch: int = 250
+    batch: int = 128
     seed: int | None = None
     model: nn.Module | None = field(default=None, repr=False)
 
@@ -62,8 +68,9 @@ def defense_target(defense: str, base_name: str, base: nn.Module, base_id: dict[
         smooth.eval()
         ident.update(sigma=rs_sigma, n=rs_n, alpha=rs_alpha)
         return Target(f"rs@{base_name}", "defense", title, ident,
-                      lambda x: smooth.predict(x, n=rs_n, alpha=rs_alpha), batch=100, seed=seed, model=smooth)
-    opts: dict[str, Any] = {"max_batch": 1024}
+                      lambda x: smooth.predict(x, n=rs_n, alpha=rs_alpha, batch_size=ROWS_PER_FORWARD), batch=100,
+                      seed=seed, model=smooth)
+    opts: dict[str, Any] = {"max_batch": ROWS_PER_FORWARD}
     if defense in ("rp", "nrp"):
         opts["seed"] = seed
     if defense == "nrp":
