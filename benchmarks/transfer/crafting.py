@@ -75,7 +75,8 @@ def unit_key(unit: Unit, surrogate_id: dict[str, Any], images: Images, seed: int
 
 def crafted_record(store: Store, unit: Unit, key: str) -> dict[str, Any] | None:
     """What is kept of a finished adversarial set without its images: ``seconds`` (crafting, summed
-    over chunks as measured when made), ``passes_per_image`` and ``n``; None if it was never finished."""
+    over chunks as measured when made), ``passes_per_image``, ``n``, and how contended the machine was
+    (``threads``, ``cpu_seconds`` of the process, ``load_avg``); None if it was never finished."""
     return store.get_json("crafted", unit.name, key)
 
 
@@ -95,6 +96,7 @@ def craft(store: Store, unit: Unit, model: nn.Module, surrogate_id: dict[str, An
     atk: Attack | None = None
     parts: list[Tensor] = []
     seconds = 0.0
+    cpu: float | None = 0.0     # CPU seconds of this process (all threads); None if a cached chunk lacks them
     cached = made = 0
     n = images.y.numel()
     for start in range(0, n, chunk):
@@ -105,6 +107,7 @@ def craft(store: Store, unit: Unit, model: nn.Module, surrogate_id: dict[str, An
         if hit is not None and hit["x_adv"].shape[0] == stop - start:
             parts.append(hit["x_adv"])
             seconds += float(hit["seconds"])
+            cpu = None if cpu is None or "cpu_seconds" not in hit else cpu + float(hit["cpu_seconds"])
             cached += 1
             continue
         if not compute:
@@ -113,12 +116,14 @@ def craft(store: Store, unit: Unit, model: nn.Module, surrogate_id: dict[str, An
             atk = factory(name, model, seed=seed, max_batch=max_batch, **opts)
         x, y = images.x[start:stop], images.y[start:stop]
         t = None if targets is None or not unit.targeted else targets[start:stop]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         x_adv = atk(x, y, target=t)
-        dt = time.perf_counter() - t0
-        store.put_tensors("adv", label, ckey, {"x_adv": x_adv, "seconds": torch.tensor(dt, dtype=torch.float64)})
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        store.put_tensors("adv", label, ckey, {"x_adv": x_adv, "seconds": torch.tensor(dt, dtype=torch.float64),
+                                               "cpu_seconds": torch.tensor(dc, dtype=torch.float64)})
         parts.append(x_adv)
         seconds += dt
+        cpu = None if cpu is None else cpu + dc
         made += 1
         if log is not None:
             log(f"crafted {unit.name} rows {start}:{stop} in {dt:.1f} s ({(stop - start) / dt:.2f} img/s)")
@@ -131,5 +136,7 @@ def craft(store: Store, unit: Unit, model: nn.Module, surrogate_id: dict[str, An
         # the machine's 1-minute load average when the set was finished: how contended its time was
         record["load_avg"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         record["threads"] = torch.get_num_threads()
+        # CPU time the process got while crafting: cpu / (wall x threads) < 1 means it waited for a core
+        record["cpu_seconds"] = cpu
         store.put_json("crafted", unit.name, key, record, settings=settings)
     return out

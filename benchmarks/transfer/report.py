@@ -4,12 +4,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import platform
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from . import ablation, plots, tables
 from .flatness import rank_correlation
@@ -170,18 +169,19 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
               f"units {state.timings.get('units_seconds', 0):.0f} s). Crafting times in the tables are as measured "
               "when each chunk was made (a resumed run keeps them); on a 2-core CPU, times depend on what else "
               "runs, so compare them within one invocation only.")
-    loaded = [r for r in state.results if r.load_avg is not None and r.threads is not None
-              and r.load_avg > 2 + 0.5]
+    sets = {r.unit.name: r for r in state.results}
+    loaded = sorted(n for n, r in sets.items() if r.contended)
     if loaded:
-        md.append(f"- {len(loaded)} of the {len(state.results)} finished sets were crafted while the machine's "
-                  "1-minute load average exceeded its 2 cores by more than half a process (other jobs running), so "
-                  "their times are inflated: " + ", ".join(f"`{r.unit.name}` ({r.load_avg:.1f})" for r in loaded[:20])
-                  + (" ..." if len(loaded) > 20 else "") + ".")
+        md.append(f"- {len(loaded)} of the {len(sets)} finished sets were crafted while other work competed for the "
+                  "cores (the crafting process got less than 85 % of its threads' time, or, where CPU time was not "
+                  "recorded, the load average exceeded 2.5): their times, marked `*` in the tables, are inflated: "
+                  + ", ".join(f"`{n}`" for n in loaded[:20]) + (" ..." if len(loaded) > 20 else "") + ".")
     total = sum(r.seconds for r in state.results)
     md.append(f"- Crafting time summed over the {len(state.results)} finished units (as measured when made, "
               f"including earlier invocations): {total:.0f} s.")
     md.append(f"- Package versions: {', '.join(f'{k} {v}' for k, v in meta.get('versions', {}).items() if v)}.")
-    md.append(f"- Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, no GPU.")
+    md.append(f"- Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU; torch threads per invocation as "
+              "listed above.")
     md.append(f"- Images: {state.images.rule}; source {state.images.source}.")
     md.append(f"- Seeds: attacks seed={s.seed} (re-seeded per chunk: batch-independent draws), target classes "
               f"seed={s.seed + 1}, flatness noise seed={s.seed + 3}, randomised defenses seed={s.seed + 7}.")
@@ -210,7 +210,7 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
               "flatter.")
     md.append("- Attack settings: " + " ".join(NOTES))
     md.append(f"- Time: wall seconds to craft the {state.images.y.numel()} images on the surrogate ('craft s') and "
-              "images per second.")
+              "images per second; `*` marks a time inflated by other work on the machine (see above).")
     md.append("\n## Targets\n")
     md.append(clean_table(state))
     weak = tables.weak_columns(state, tuple(t.name for t in state.targets))

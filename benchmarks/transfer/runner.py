@@ -54,6 +54,18 @@ class UnitResult:
     flat_images: list[float] | None = None
     load_avg: float | None = None     # 1-minute load average when the set was finished (None: not recorded)
     threads: int | None = None        # torch threads that crafted it
+    cpu_seconds: float | None = None  # CPU seconds the crafting process got (None: not recorded)
+
+    @property
+    def contended(self) -> bool | None:
+        """Whether the crafting time is inflated by other work: the process got less than 85 % of its
+        threads' time (or, for sets recorded before CPU time was, the load average exceeded 2.5 on
+        the 2 cores); None if unknown."""
+        if self.cpu_seconds is not None and self.threads and self.seconds > 0:
+            return self.cpu_seconds / (self.seconds * self.threads) < 0.85
+        if self.load_avg is not None:
+            return self.load_avg > 2.5
+        return None
     fooled_images: list[int] | None = None   # per image: black-box normal targets fooled
     hits: dict[str, list[int]] = field(default_factory=dict)   # target name -> per-image success (0/1)
 
@@ -316,7 +328,7 @@ def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compu
         res = UnitResult(unit, group, key, sec, n / sec if sec > 0 else float("nan"),
                          float(record["passes_per_image"]), n)
     final = crafted_record(state.store, unit, key) or {}
-    res.load_avg, res.threads = final.get("load_avg"), final.get("threads")
+    res.load_avg, res.threads, res.cpu_seconds = final.get("load_avg"), final.get("threads"), final.get("cpu_seconds")
     black_box: list[Tensor] = []
     for t in targets:
         pred = preds[t.name]

@@ -113,7 +113,8 @@ def markdown(state: RunState, spec: TableSpec, which: str = "all") -> str:
         r = rows.get(a)
         cells = [cell(r.evals.get(c) if r else None, which) for c in spec.columns]
         m = mean_rate(r, spec.black_box, which)
-        timing = [f"{r.seconds:.0f}", f"{r.images_per_s:.2f}"] if r else ["pending", "pending"]
+        mark = "*" if r is not None and r.contended else ""
+        timing = [f"{r.seconds:.0f}{mark}", f"{r.images_per_s:.2f}{mark}"] if r else ["pending", "pending"]
         lines.append("| " + " | ".join([ATTACK_TITLES.get(a, a)] + cells + [pct(m)] + timing) + " |")
     return "\n".join(lines)
 

@@ -240,3 +240,25 @@ def test_image_identity_follows_pixels_not_paths(images: Images) -> None:
     x[0, 0, 0, 0] = 1.0 - x[0, 0, 0, 0]
     changed = Images(x, images.y, images.index, images.source, images.rule)
     assert changed.identity() != images.identity()
+
+
+def test_crafting_records_how_much_cpu_it_got(tmp_path: Path, images: Images, tiny: Tiny) -> None:
+    from benchmarks.transfer.crafting import craft, crafted_record
+    from benchmarks.transfer.runner import UnitResult
+
+    store = Store(tmp_path)
+    unit = Unit("tiny", "mi", 8 / 255, False, 3)
+    out = craft(store, unit, tiny(0), {}, images, None, seed=0, chunk=4)
+    assert out is not None
+    rec = crafted_record(store, unit, out.key)
+    assert rec is not None and rec["threads"] == torch.get_num_threads()
+    assert 0 < rec["cpu_seconds"] <= rec["seconds"] * rec["threads"] * 1.5 + 0.05
+    r = UnitResult(unit, "main", out.key, 10.0, 1.0, 1.0, 8, threads=2)
+    r.cpu_seconds = 19.0            # 95 % of 2 threads x 10 s: had the cores
+    assert r.contended is False
+    r.cpu_seconds = 10.0            # half: waited for a core
+    assert r.contended is True
+    r.cpu_seconds, r.load_avg = None, 3.0       # older records: the load average decides
+    assert r.contended is True
+    r.load_avg = None
+    assert r.contended is None
