@@ -218,7 +218,7 @@ def analysis(state: RunState, spec: TableSpec, flat_rank: dict[str, int] | None 
                        if above == 0 else ")") + ".")
     paper = rows.get("tpa_paper")
     sur = spec.surrogate
-    if paper is not None and sur in paper.evals and sur in state.clean and not spec.targeted:
+    if paper is not None and sur in paper.evals and sur in state.clean and spec.table == "table1":
         n = paper.n
         clean_err = float((state.clean[sur][:n] != state.images.y[:n]).double().mean())
         wb = paper.evals[sur]["all"]["rate"]

@@ -292,3 +292,25 @@ def test_analysis_flags_paper_mode_below_the_clean_error() -> None:
     assert "TPA (paper mode) reaches only 25.0 % on the surrogate itself, BELOW its clean error (35.0 %)" in text
     state.clean["sur"] = y.clone()                                                       # clean error 0
     assert "BELOW its clean error" not in tables.analysis(state, tables.table_specs(state)[0])
+
+
+def test_flatness_control_keeps_only_what_fools_the_surrogate() -> None:
+    from scipy.stats import spearmanr
+
+    from benchmarks.transfer.report import _controlled_text
+
+    def entry(wb: float, flat: list[float], fooled: list[int], hits: list[int]) -> dict[str, Any]:
+        return {"whitebox_asr": wb, "flatness": sum(flat) / len(flat), "mean_asr": sum(fooled) / (2 * len(fooled)),
+                "flat_images": flat, "fooled_images": fooled, "n_black_box": 2, "whitebox_images": hits}
+
+    full = [entry(0.25, [0.1, 0.2, 0.3, 0.4], [0, 0, 0, 1], [0, 0, 0, 1]),     # failed: flat, transfers badly
+            entry(1.0, [4.0, 4.2, 3.9, 4.1], [1, 2, 1, 2], [1, 1, 1, 1]),
+            entry(1.0, [5.0, 5.5, 5.2, 4.9], [2, 2, 1, 2], [1, 1, 1, 1]),
+            entry(1.0, [6.0, 6.1, 6.3, 5.8], [2, 2, 2, 2], [1, 1, 1, 1])]
+    text = _controlled_text(full)
+    assert "among the 3 attacks that fool the surrogate on at least 99 %" in text
+    assert "rho = +1.00" in text and "3 of 3 pairs have the flatter set transferring worse" in text
+    f = [v for e in full for v, h in zip(e["flat_images"], e["whitebox_images"]) if h]
+    s = [k / 2 for e in full for k, h in zip(e["fooled_images"], e["whitebox_images"]) if h]
+    assert f"among the {len(f)} adversarial images" in text
+    assert f"rho = {spearmanr(f, s).statistic:+.2f}" in text.split("Per image")[1]
