@@ -55,6 +55,8 @@ class UnitResult:
     load_avg: float | None = None     # 1-minute load average when the set was finished (None: not recorded)
     threads: int | None = None        # torch threads that crafted it
     cpu_seconds: float | None = None  # CPU seconds the crafting process got (None: not recorded)
+    fooled_images: list[int] | None = None   # per image: black-box normal targets fooled
+    hits: dict[str, list[int]] = field(default_factory=dict)   # target name -> per-image success (0/1)
 
     @property
     def contended(self) -> bool | None:
@@ -66,8 +68,6 @@ class UnitResult:
         if self.load_avg is not None:
             return self.load_avg > 2.5
         return None
-    fooled_images: list[int] | None = None   # per image: black-box normal targets fooled
-    hits: dict[str, list[int]] = field(default_factory=dict)   # target name -> per-image success (0/1)
 
 
 @dataclass
