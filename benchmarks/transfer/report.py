@@ -49,6 +49,25 @@ def flatness_entries(state: RunState, surrogate: str, eps: float) -> list[dict[s
 FOOLS_SURROGATE = 0.99
 
 
+def _per_image_correlation(full: list[dict[str, Any]], fooling_only: bool = False) -> dict[str, Any] | None:
+    """Rank correlation, all attacks pooled, between each adversarial image's gradient norm and the share
+    of black-box targets it fools; with ``fooling_only``, over the images that fool the surrogate only.
+    None with fewer than 3 images."""
+    img_f: list[float] = []
+    img_s: list[float] = []
+    for e in full:
+        if not (e["flat_images"] and e["fooled_images"] and e["n_black_box"]):
+            continue
+        keep = e["whitebox_images"] if fooling_only else [1] * len(e["flat_images"])
+        if not keep:
+            continue
+        for f, k, wb in zip(e["flat_images"], e["fooled_images"], keep, strict=True):
+            if wb:
+                img_f.append(f)
+                img_s.append(k / e["n_black_box"])
+    return rank_correlation(img_f, img_s) if len(img_f) >= 3 else None
+
+
 def _controlled_text(full: list[dict[str, Any]]) -> str:
     """The correlation again among what fools the surrogate only: an example the surrogate still
     classifies correctly sits at low loss, where gradients are small, so failed attacks look flat."""
@@ -62,15 +81,7 @@ def _controlled_text(full: list[dict[str, Any]]) -> str:
     else:
         t += (f"rho = {c['rho']:+.2f} (p = {c['p']:.2g}), and {c['discordant']} of {c['pairs']} pairs have the flatter "
               "set transferring worse.")
-    img_f: list[float] = []
-    img_s: list[float] = []
-    for e in full:
-        if e["flat_images"] and e["fooled_images"] and e["n_black_box"] and e["whitebox_images"]:
-            for f, k, wb in zip(e["flat_images"], e["fooled_images"], e["whitebox_images"], strict=True):
-                if wb:
-                    img_f.append(f)
-                    img_s.append(k / e["n_black_box"])
-    ci = rank_correlation(img_f, img_s) if len(img_f) >= 3 else None
+    ci = _per_image_correlation(full, fooling_only=True)
     if ci is not None and ci["rho"] is not None:
         t += (f" Per image, among the {ci['n']} adversarial images that fool the surrogate (all attacks pooled): "
               f"rho = {ci['rho']:+.2f} (p = {ci['p']:.2g}).")
@@ -102,13 +113,7 @@ def flatness_section(state: RunState, out: Path, figures: list[str]) -> tuple[st
                                 | {"rank": ranks[(sur, eps)][e["attack"]]})
             full = [e for e in ent if e["mean_asr"] is not None]
             c = rank_correlation([e["flatness"] for e in full], [e["mean_asr"] for e in full])
-            img_f: list[float] = []
-            img_s: list[float] = []
-            for e in full:
-                if e["flat_images"] and e["fooled_images"] and e["n_black_box"]:
-                    img_f += e["flat_images"]
-                    img_s += [v / e["n_black_box"] for v in e["fooled_images"]]
-            ci = rank_correlation(img_f, img_s) if len(img_f) >= 3 else None
+            ci = _per_image_correlation(full)
             md.append("")
             md.append(_correlation_text(c, ci, len(full)))
             md.append("")
