@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     def attack_pass() -> None:
         with model_eval_no_param_grad(net):
             u = xb.clone().requires_grad_(True)
-            (g,) = torch.autograd.grad(F.cross_entropy(net(u), yb, reduction="sum"), u)
+            (_grad,) = torch.autograd.grad(F.cross_entropy(net(u), yb, reduction="sum"), u)
 
     def raw() -> tuple[float, float]:
         """Median-of-3 raw train-step and attack-pass throughput, measured now."""

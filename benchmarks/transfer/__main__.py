@@ -6,6 +6,7 @@
     python -m benchmarks.transfer --report-only    # rewrite the report from the cache, compute nothing
     python -m benchmarks.transfer --skip-train --threads 1 --shard 0/2 &   # two processes, one core each,
     python -m benchmarks.transfer --skip-train --threads 1 --shard 1/2     # then --report-only
+    python -m benchmarks.transfer --skip-train --units 'resnet18_aa-tpa-*'  # one long unit on its own
 
 Trains the zoo (benchmarks/transfer/train_zoo.py) and the NRP purifier where missing, crafts every
 adversarial set (cached per chunk under --cache), evaluates it on every target (cached), and writes
@@ -53,6 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shard", type=str, default=None,
                    help="I/N: make only the I-th of N interleaved shares of the units (0 <= I < N) and write no "
                         "report, so that N processes with --threads 1 share the cores; then --report-only")
+    p.add_argument("--units", type=str, default=None,
+                   help="comma-separated unit-name patterns (shell-style, e.g. 'resnet18_aa-tpa-*'): make only "
+                        "the matching units; a pattern starting with '!' skips what it matches (e.g. a long unit "
+                        "another process makes); combines with --shard")
     p.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     a = p.parse_args(argv)
@@ -70,6 +75,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if a.report_only:
             p.error("--shard and --report-only exclude each other")
         a.shard = (i, n)
+    if a.units is not None:
+        pats = [x.strip() for x in a.units.split(",") if x.strip()]
+        if not pats or any(x in ("!", "") for x in pats):
+            p.error(f"--units needs unit-name patterns, got {a.units!r}")
+        if a.report_only:
+            p.error("--units and --report-only exclude each other (the report always shows every unit)")
+        a.units = pats
     if a.only is not None:
         parts = [x.strip() for x in a.only.split(",") if x.strip()]
         bad = [x for x in parts if x not in PARTS]
@@ -116,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     current: dict[str, Any] = {"command": cmd.strip(), "started": meta["started"], "wall_seconds": 0.0,
                                "finished": None, "pid": os.getpid(), "threads": a.threads, "units_made": 0,
                                "machine": platform.machine()}
+    if a.units is not None:
+        every = runner.work_list(s, a.only or set(PARTS))
+        if not runner.select_units(every, a.units):
+            sys.stderr.write(f"python -m benchmarks.transfer: error: --units: no unit of this run matches "
+                             f"{','.join(a.units)} (names look like {every[0][1].name})\n")
+            return 2
     computing = not a.report_only
     if computing:
         meta["invocations"].append(current)
@@ -129,13 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         current["units_made"] = state.made
         if computing:
             report.record_invocation(raw, current)
-        if a.shard is None:
+        if a.shard is None and a.units is None:
             report.write(state, out, meta)
         last[0] = time.time()
 
     try:
         state = runner.run(s, cache, root, parts=a.only, train=not a.skip_train, compute=computing,
-                           on_progress=progress, raw=raw, shard=a.shard)
+                           on_progress=progress, raw=raw, shard=a.shard, units=a.units)
     except Exception as err:
         if not _expected_failure(err):
             raise
@@ -146,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     current["units_made"] = state.made
     if computing:
         report.record_invocation(raw, current)
-    if a.shard is not None:
-        runner.log(f"shard {a.shard[0]}/{a.shard[1]} done: {state.made} units made, {len(state.pending)} of its "
-                   f"units pending; assemble the report with --report-only; wall {meta['wall_seconds']:.0f} s")
+    if a.shard is not None or a.units is not None:
+        who = f"shard {a.shard[0]}/{a.shard[1]}" if a.shard else "selected units"
+        runner.log(f"{who} done: {state.made} units made, {len(state.pending)} of its units pending; "
+                   f"assemble the report with --report-only; wall {meta['wall_seconds']:.0f} s")
         return 0
     readme = report.write(state, out, meta)
     runner.log(f"report: {readme} ({len(state.results)} units finished, {len(state.pending)} pending); "

@@ -7,10 +7,11 @@ restarted run resumes where it stopped. ``compute=False`` (``--report-only``) re
 """
 from __future__ import annotations
 
+import fnmatch
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,6 +278,19 @@ def shard_of(work: list[tuple[str, Unit]], shard: tuple[int, int] | None) -> lis
     return [(g, u) for g, u in work if u in mine]
 
 
+def select_units(work: list[tuple[str, Unit]], patterns: Sequence[str] | None) -> list[tuple[str, Unit]]:
+    """The units of ``work`` whose names match ``patterns`` (shell-style, e.g. ``resnet18_aa-tpa-*``); a
+    pattern starting with ``!`` excludes what it matches. With only exclusions, everything else is kept;
+    ``None`` keeps all."""
+    if not patterns:
+        return work
+    keep = [p for p in patterns if not p.startswith("!")]
+    drop = [p[1:] for p in patterns if p.startswith("!")]
+    return [(g, u) for g, u in work
+            if (not keep or any(fnmatch.fnmatchcase(u.name, p) for p in keep))
+            and not any(fnmatch.fnmatchcase(u.name, p) for p in drop)]
+
+
 def unit_targets(group: str, state: RunState, parts: set[str]) -> list[Target]:
     if group in ("targeted", "ablation"):
         return [t for t in state.targets if t.kind == "normal"]
@@ -421,9 +435,11 @@ def setup(s: Settings, cache: Path, root: Path, train: bool, compute: bool, raw:
 
 def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | None = None, train: bool = True,
         compute: bool = True, on_progress: Callable[[RunState], None] | None = None,
-        raw: Path | None = None, shard: tuple[int, int] | None = None) -> RunState:
+        raw: Path | None = None, shard: tuple[int, int] | None = None,
+        units: Sequence[str] | None = None) -> RunState:
     """Run (or resume) the benchmark: images under ``cache``, numbers under ``raw`` (default ``cache``);
-    with ``shard = (i, n)`` only the units of :func:`shard_of`."""
+    with ``shard = (i, n)`` only the units of :func:`shard_of`, and of those only the ones that
+    :func:`select_units` keeps for the name patterns ``units``."""
     parts = set(parts) if parts else {"table1", "table2", "table3", "table5", "ablation", "flatness"}
     torch.manual_seed(s.seed)
     state = setup(s, cache, root, train, compute, raw)
@@ -431,7 +447,7 @@ def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | N
         f"{len(state.targets)} targets, {state.images.y.numel()} images; missing: {state.missing or 'nothing'}")
     if on_progress is not None:
         on_progress(state)
-    work = shard_of(work_list(s, parts), shard)
+    work = select_units(shard_of(work_list(s, parts), shard), units)
     t0 = time.perf_counter()
     watch = compute and not train
     finished: dict[tuple[str, Unit], UnitResult] = {}

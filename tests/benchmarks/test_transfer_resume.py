@@ -209,6 +209,37 @@ def test_shards_partition_the_units() -> None:
     assert runner.shard_of(work, None) == work
 
 
+def test_unit_patterns_select_and_skip() -> None:
+    work = runner.work_list(FULL, {"table1", "table2", "table3", "table5", "ablation", "flatness"})
+    names = [u.name for _, u in work]
+    only = runner.select_units(work, ["resnet18_aa-tpa-*"])
+    assert [u.name for _, u in only] == [n for n in names if n.startswith("resnet18_aa-tpa-")] != []
+    rest = runner.select_units(work, ["!resnet18_aa-tpa-*"])
+    assert len(rest) + len(only) == len(work) and not {u for _, u in rest} & {u for _, u in only}
+    both = runner.select_units(work, ["resnet18-*eps8*", "!resnet18-tpa*"])
+    assert both and all("eps8" in u.name and not u.name.startswith("resnet18-tpa") for _, u in both)
+    assert runner.select_units(work, None) == work
+    # combined with a shard: the shard's share, then the pattern
+    sh = runner.shard_of(work, (1, 2))
+    assert runner.select_units(sh, ["!resnet18_aa-*"]) == [(g, u) for g, u in sh
+                                                           if not u.name.startswith("resnet18_aa-")]
+
+
+def test_cli_unit_patterns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.transfer import __main__ as cli
+
+    assert cli.parse_args(["--units", "a*, !b*"]).units == ["a*", "!b*"]
+    for bad in (["--units", " , "], ["--units", "!"], ["--units", "a*", "--report-only"]):
+        with pytest.raises(SystemExit) as e:
+            cli.parse_args(bad)
+        assert e.value.code == 2 and "--units" in capsys.readouterr().err
+    # a pattern that matches no unit is an error, not a run that silently does nothing
+    code = cli.main(["--units", "no-such-unit*", "--skip-train", "--root", str(tmp_path / "zoo"),
+                     "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--images", "4"])
+    assert code == 2 and "no-such-unit" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()             # checked before anything is recorded
+
+
 @pytest.mark.parametrize("args", [["--shard", "2/2"], ["--shard", "a/b"], ["--shard", "0/2", "--report-only"]])
 def test_cli_rejects_bad_shards(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     from benchmarks.transfer import __main__ as cli
