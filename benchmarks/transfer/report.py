@@ -40,7 +40,7 @@ def flatness_entries(state: RunState, surrogate: str, eps: float) -> list[dict[s
         out.append({"surrogate": surrogate, "eps_255": round(eps * 255, 3), "attack": u.label,
                     "flatness": r.flat_mean, "flat_sem": r.flat_sem, "mean_asr": tables.mean_rate(r, bb),
                     "whitebox_asr": r.evals[surrogate]["all"]["rate"] if surrogate in r.evals else None,
-                    "flat_images": r.flat_images, "fooled_images": r.fooled_images, "n_black_box": len(bb),
+                    "flat_images": r.flat_images, "fooled_images": r.fooled(bb), "n_black_box": len(bb),
                     "whitebox_images": r.hits.get(surrogate)})
     return out
 

@@ -56,8 +56,14 @@ class UnitResult:
     load_avg: float | None = None     # 1-minute load average when the set was finished (None: not recorded)
     threads: int | None = None        # torch threads that crafted it
     cpu_seconds: float | None = None  # CPU seconds the crafting process got (None: not recorded)
-    fooled_images: list[int] | None = None   # per image: black-box normal targets fooled
     hits: dict[str, list[int]] = field(default_factory=dict)   # target name -> per-image success (0/1)
+
+    def fooled(self, targets: Sequence[str]) -> list[int] | None:
+        """Per image: how many of ``targets`` it fools (untargeted; for a targeted unit, how many
+        predict the target class); None unless every one of them is evaluated."""
+        if not targets or any(t not in self.hits for t in targets):
+            return None
+        return [sum(col) for col in zip(*(self.hits[t] for t in targets), strict=True)]
 
     @property
     def contended(self) -> bool | None:
@@ -343,7 +349,6 @@ def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compu
                          float(record["passes_per_image"]), n)
     final = crafted_record(state.store, unit, key) or {}
     res.load_avg, res.threads, res.cpu_seconds = final.get("load_avg"), final.get("threads"), final.get("cpu_seconds")
-    black_box: list[Tensor] = []
     for t in targets:
         pred = preds[t.name]
         if pred is None and crafted is not None and compute:
@@ -353,10 +358,6 @@ def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compu
         clean = state.clean[t.name][:n]
         res.evals[t.name] = success_counts(pred, images.y, clean, tcls if unit.targeted else None)
         res.hits[t.name] = ((pred == tcls) if unit.targeted else (pred != images.y)).int().tolist()
-        if t.kind == "normal" and t.name != unit.surrogate and not unit.targeted:
-            black_box.append(pred != images.y)
-    if black_box:
-        res.fooled_images = torch.stack(black_box).sum(0).tolist()
     if need_flat and flat is None and compute and crafted is not None:
         t0 = time.perf_counter()
         norms = neighbourhood_grad_norm(model, crafted.x_adv, images.y, s.flat_radius * unit.eps,

@@ -293,3 +293,11 @@ def test_crafting_records_how_much_cpu_it_got(tmp_path: Path, images: Images, ti
     assert r.contended is True
     r.load_avg = None
     assert r.contended is None
+
+
+def test_fooled_counts_come_from_the_per_image_hits() -> None:
+    r = runner.UnitResult(Unit("sur", "mi", 16 / 255, False, 10), "main", "k", 1.0, 1.0, 1.0, 4)
+    r.hits = {"a": [1, 0, 1, 0], "b": [1, 1, 0, 0], "sur": [1, 1, 1, 0]}
+    assert r.fooled(["a", "b"]) == [2, 1, 1, 0]
+    assert r.fooled(["a", "b", "sur"]) == [3, 2, 2, 0]
+    assert r.fooled(["a", "missing"]) is None and r.fooled([]) is None
