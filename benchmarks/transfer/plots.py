@@ -82,16 +82,46 @@ def ablation_plot(state: RunState, rows: list[dict[str, Any]], path: Path) -> bo
     return True
 
 
-def flatness_plot(entries: list[dict[str, Any]], title: str, path: Path) -> bool:
+def _place_labels(ax: Any, xy: list[tuple[float, float]], texts: list[str], fontsize: float) -> None:
+    """Annotate each point, moving a label up or down (in steps of one text line) until its drawn box
+    no longer overlaps an earlier label's; a moved label gets a thin leader line to its point."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed: list[Any] = []
+    step = fontsize * 1.3                       # points
+    for i in sorted(range(len(xy)), key=lambda j: -xy[j][1]):
+        ann = ax.annotate(texts[i], xy[i], xytext=(3, 3), textcoords="offset points", fontsize=fontsize)
+        for k in range(60):                     # offsets 0, +1, -1, +2, -2, ... lines
+            dy = 3 + (k + 1) // 2 * (1 if k % 2 else -1) * step
+            ann.xyann = (3, dy)
+            box = ann.get_window_extent(renderer).padded(1)
+            if not any(box.overlaps(b) for b in placed):
+                break
+        placed.append(box)
+        if dy != 3:                             # the same label again, with a leader line
+            ann.remove()
+            ax.annotate(texts[i], xy[i], xytext=(3, dy), textcoords="offset points", fontsize=fontsize,
+                        arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"})
+
+
+def flatness_plot(entries: list[dict[str, Any]], title: str, path: Path, fools_at: float = 0.99) -> bool:
+    """Mean black-box ASR against flatness, one point per attack: filled if the attack fools the surrogate
+    on at least ``fools_at`` of the images (white-box ASR), hollow if not; TPA in red."""
     pts = [e for e in entries if e.get("flatness") is not None and e.get("mean_asr") is not None]
     if len(pts) < 2:
         return False
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    fig, ax = plt.subplots(figsize=(6.0, 4.6))
     for e in pts:
-        ax.errorbar(e["flatness"], 100 * e["mean_asr"], xerr=e.get("flat_sem") or 0, fmt="o",
-                    color="C3" if e["attack"].startswith("tpa") else "C0", ms=5)
-        ax.annotate(ATTACK_TITLES.get(e["attack"], e["attack"]), (e["flatness"], 100 * e["mean_asr"]), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+        color = "C3" if e["attack"].startswith("tpa") else "C0"
+        fools = e.get("whitebox_asr") is not None and e["whitebox_asr"] >= fools_at
+        ax.errorbar(e["flatness"], 100 * e["mean_asr"], xerr=e.get("flat_sem") or 0, fmt="o", color=color, ms=5,
+                    mfc=color if fools else "white", mew=1.2)
+    ax.margins(x=0.12, y=0.08)
+    fig.canvas.draw()
+    _place_labels(ax, [(e["flatness"], 100 * e["mean_asr"]) for e in pts],
+                  [ATTACK_TITLES.get(e["attack"], e["attack"]) for e in pts], 6.5)
+    ax.errorbar([], [], fmt="o", color="0.3", ms=5, label=f"fools the surrogate (white-box >= {100 * fools_at:.0f} %)")
+    ax.errorbar([], [], fmt="o", color="0.3", ms=5, mfc="white", mew=1.2, label="does not")
+    ax.legend(fontsize=6.5, loc="lower right", frameon=False)
     ax.set_xlabel("mean ||grad of surrogate loss|| around the examples (lower = flatter)", fontsize=8)
     ax.set_ylabel("mean black-box ASR (%)", fontsize=8)
     ax.set_title(title, fontsize=8)

@@ -68,11 +68,16 @@ def _per_image_correlation(full: list[dict[str, Any]], fooling_only: bool = Fals
     return rank_correlation(img_f, img_s) if len(img_f) >= 3 else None
 
 
+def _fooling(full: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The attacks that fool the surrogate, and the rank correlation of flatness and transfer among them."""
+    ok = [e for e in full if e["whitebox_asr"] is not None and e["whitebox_asr"] >= FOOLS_SURROGATE]
+    return ok, rank_correlation([e["flatness"] for e in ok], [e["mean_asr"] for e in ok])
+
+
 def _controlled_text(full: list[dict[str, Any]]) -> str:
     """The correlation again among what fools the surrogate only: an example the surrogate still
     classifies correctly sits at low loss, where gradients are small, so failed attacks look flat."""
-    ok = [e for e in full if e["whitebox_asr"] is not None and e["whitebox_asr"] >= FOOLS_SURROGATE]
-    c = rank_correlation([e["flatness"] for e in ok], [e["mean_asr"] for e in ok])
+    ok, c = _fooling(full)
     t = (f"Control for success on the surrogate (a set the surrogate still classifies correctly sits at low "
          f"loss, where gradients are small, so a failed attack looks flat): among the {len(ok)} attacks that fool "
          f"the surrogate on at least {100 * FOOLS_SURROGATE:.0f} % of the images, ")
@@ -119,9 +124,12 @@ def flatness_section(state: RunState, out: Path, figures: list[str]) -> tuple[st
             md.append("")
             md.append(_controlled_text(full))
             fig = f"flatness_{sur}_eps{round(eps * 255)}.png"
-            rho = "n/a" if c["rho"] is None else f"{c['rho']:+.2f}"
+            fooling, cf = _fooling(full)
+            rho, rho_f = ("n/a" if x["rho"] is None else f"{x['rho']:+.2f}" for x in (c, cf))
             if plots.flatness_plot(full, f"Flatness vs transfer, surrogate {sur}, eps {eps * 255:.0f}/255, "
-                                   f"{DATASET}\nSpearman rho over attacks = {rho}", out / fig):
+                                   f"{DATASET}\nSpearman rho over all {len(full)} attacks = {rho}; over the "
+                                   f"{len(fooling)} that fool the surrogate (filled) = {rho_f}", out / fig,
+                                   fools_at=FOOLS_SURROGATE):
                 md.append(f"\n![{fig}]({fig})")
                 figures.append(fig)
     return "\n".join(md), csv_rows, ranks

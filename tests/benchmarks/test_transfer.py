@@ -314,3 +314,34 @@ def test_flatness_control_keeps_only_what_fools_the_surrogate() -> None:
     s = [k / 2 for e in full for k, h in zip(e["fooled_images"], e["whitebox_images"]) if h]
     assert f"among the {len(f)} adversarial images" in text
     assert f"rho = {spearmanr(f, s).statistic:+.2f}" in text.split("Per image")[1]
+
+
+def test_flatness_plot_labels_do_not_overlap(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from benchmarks.transfer import plots
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.6))
+    xy = [(5.0 + 0.01 * i, 80.0 + 0.05 * i) for i in range(8)] + [(1.0, 30.0)]   # a tight cluster
+    ax.plot(*zip(*xy, strict=True), "o")
+    ax.set_xlim(0, 8)
+    ax.set_ylim(20, 90)
+    fig.canvas.draw()
+    texts = [f"attack {i}" for i in range(len(xy))]
+    plots._place_labels(ax, xy, texts, 6.5)
+    renderer = fig.canvas.get_renderer()
+    for t in ax.texts:
+        t.update_positions(renderer)
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]      # the text, without its leader line
+    assert sorted(t.get_text() for t in ax.texts) == sorted(texts)
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (ax.texts[i].get_text(), ax.texts[j].get_text())
+    lone = next(t for t in ax.texts if t.get_text() == "attack 8")
+    assert lone.arrow_patch is None                     # a label with room stays beside its point
+    plt.close(fig)
+    entries = [{"attack": "mi", "flatness": 5.0, "flat_sem": 0.1, "mean_asr": 0.8, "whitebox_asr": 1.0},
+               {"attack": "tpa_paper", "flatness": 0.8, "flat_sem": 0.05, "mean_asr": 0.3, "whitebox_asr": 0.25}]
+    assert plots.flatness_plot(entries, "t", tmp_path / "f.png") and (tmp_path / "f.png").stat().st_size > 0
+    assert not plots.flatness_plot(entries[:1], "t", tmp_path / "g.png")
