@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ablation, plots, tables
+from . import timing as timing_mod
 from .flatness import rank_correlation
 from .runner import RunState
 from .settings import ATTACK_TITLES, NOTES
@@ -190,6 +191,36 @@ def invocations(raw: Path) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: str(r.get("started")))
 
 
+def timing_section(state: RunState) -> str:
+    """The one-run crafting cost of every attack (benchmarks/transfer/timing.py), or how to measure it."""
+    s = state.settings
+    head = (f"\n## Crafting cost of each attack, measured in one run\n\nThe tables' crafting times come from "
+            "several invocations, some with other work on the machine. Here every attack crafts the same "
+            f"{s.timing_images} images on `{s.timing_surrogate}` at eps = {s.timing_eps * 255:.0f}/255, T = "
+            f"{s.steps}, in one process, one after the other, in {timing_mod.ROUNDS} rounds (forward order, then "
+            "reverse); the faster round counts. Compare costs here.\n")
+    t = state.timing
+    if t is None:
+        return head + ("\nPending: measured at the end of an unsharded run, or alone with "
+                       "`python -m benchmarks.transfer --only timing` (it needs the machine to itself).")
+    ref = timing_mod.REFERENCE
+    load = "" if t.get("load_avg") is None else f", load average {t['load_avg']:.2f} at the end"
+    lines = [f"Measured {t['measured']}, {t['threads']} torch thread(s), {t['machine']}{load}.\n",
+             (f"| attack | passes per image | seconds for {t['n']} images | images/s | ms per pass per image | "
+              f"cost relative to {ATTACK_TITLES[ref]} | CPU share |"),
+             "|---|---|---|---|---|---|---|"]
+    for r in t["rows"]:
+        rel = "-" if r["relative"] is None else f"{r['relative']:.1f}x"
+        lines.append(f"| {ATTACK_TITLES.get(r['attack'], r['attack'])} | {r['passes_per_image']:g} | "
+                     f"{r['seconds']:.1f} | {r['images_per_s']:.2f} | {r['ms_per_pass']:.2f} | {rel} | "
+                     f"{100 * r['cpu_share']:.0f} % |")
+    low = [r["attack"] for r in t["rows"] if r["cpu_share"] < 0.85]
+    note = ("\nCPU share: CPU time the process got over wall time x threads; below 85 % the attack waited for "
+            "a core and its time is inflated" + (f" (here: {', '.join(ATTACK_TITLES.get(a, a) for a in low)})."
+                                                  if low else " (none here)."))
+    return head + "\n" + "\n".join(lines) + "\n" + note
+
+
 def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
     """Write (or rewrite) the whole report; returns the README path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -259,7 +290,8 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
               "flatter.")
     md.append("- Attack settings: " + " ".join(NOTES))
     md.append(f"- Time: wall seconds to craft the {state.images.y.numel()} images on the surrogate ('craft s') and "
-              "images per second; `*` marks a time inflated by other work on the machine (see above).")
+              "images per second; `*` marks a time inflated by other work on the machine (see above). To compare "
+              "the attacks' costs, use the one-run measurement (section 'Crafting cost of each attack').")
     md.append("\n## Targets\n")
     md.append(clean_table(state))
     weak = tables.weak_columns(state, tuple(t.name for t in state.targets))
@@ -291,6 +323,8 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
             if plots.heatmap(state, sp, out / fig):
                 md.append(f"\n![{fig}]({fig})")
                 figures.append(fig)
+
+    md.append(timing_section(state))
 
     ab_rows = ablation.points(state)
     if any(r["done"] for r in ab_rows):
@@ -330,7 +364,8 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
               "finished and pending units.\n- `raw/` (full version): the numbers behind every table, one JSON file "
               "per finished piece, named by a sha256 of everything that produced it: `eval/` the class each target "
               "gave each adversarial (and clean) image, `flat/` each image's gradient norm, `crafted/` crafting "
-              "times. A later run reads them instead of recrafting (`python -m benchmarks.transfer --report-only` "
+              "times, `timing/` the one-run crafting cost. A later run reads them instead of recrafting "
+              "(`python -m benchmarks.transfer --report-only` "
               "rebuilds this page from them alone, given the zoo's committed weights).\n- PNG: " + ", ".join(f"`{f}`" for f in figures))
     write_csv(out / "results.csv", tables.csv_rows(state))
     write_csv(out / "ablation.csv", ab_rows)
@@ -338,6 +373,7 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
     run = {"dataset": DATASET, "status": status, **meta, "settings": _jsonable(dataclasses.asdict(s)),
            "models": {n: {"spec": state.specs.get(n), **state.ids[n]} for n in state.ids},
            "purifier": state.purifier, "missing": state.missing, "timings": state.timings,
+           "one_run_timing": state.timing,
            "images": state.images.identity(),
            "finished": [{"unit": r.unit.name, "group": r.group, "key": r.key[:16], "craft_seconds": r.seconds}
                         for r in state.results], "pending": state.pending}

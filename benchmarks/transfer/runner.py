@@ -22,10 +22,11 @@ from torch import Tensor, nn
 from .crafting import Unit, craft, crafted_record, unit_key
 from .flatness import neighbourhood_grad_norm
 from .images import Images, load_test_images, target_classes
-from .settings import CRAFT_PRIORITY, Settings
+from .settings import CRAFT_PRIORITY, PARTS, Settings
 from .stats import success_counts
 from .store import Store, settings_key
 from .targets import Target, cached_predictions, defense_target, model_target
+from .timing import timing
 from .zoo import DEFAULT_ROOT, ZOO, zoo_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,6 +95,7 @@ class RunState:
     timings: dict[str, float] = field(default_factory=dict)
     purifier: str | None = None
     computed: set[str] = field(default_factory=set)   # units this invocation had to compute something for
+    timing: dict[str, Any] | None = None   # the one-run crafting cost of every attack (timing.py)
 
     @property
     def made(self) -> int:
@@ -441,7 +443,7 @@ def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | N
     """Run (or resume) the benchmark: images under ``cache``, numbers under ``raw`` (default ``cache``);
     with ``shard = (i, n)`` only the units of :func:`shard_of`, and of those only the ones that
     :func:`select_units` keeps for the name patterns ``units``."""
-    parts = set(parts) if parts else {"table1", "table2", "table3", "table5", "ablation", "flatness"}
+    parts = set(parts) if parts else set(PARTS)
     torch.manual_seed(s.seed)
     state = setup(s, cache, root, train, compute, raw)
     log(f"setup done in {state.timings['setup_seconds']:.0f} s: {len(state.models)} models, "
@@ -483,4 +485,21 @@ def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | N
     state.results = list(finished.values())
     state.pending = [u.name for g, u in work if (g, u) not in finished]
     state.timings["units_seconds"] = time.perf_counter() - t0
+    if "timing" in parts:
+        # not in a shard or a unit selection: the measurement needs the machine to itself
+        state.timing = one_run_timing(state, compute and shard is None and not units)
     return state
+
+
+def one_run_timing(state: RunState, compute: bool) -> dict[str, Any] | None:
+    """The crafting cost of every attack of ``settings.timing_surrogate`` measured in one run on the
+    first ``settings.timing_images`` images (stored; measured only when missing and ``compute``)."""
+    s = state.settings
+    sur = s.timing_surrogate
+    if sur not in state.models:
+        return None
+    k = min(s.timing_images, state.images.y.numel())
+    im = state.images
+    images = Images(im.x[:k], im.y[:k], im.index[:k], im.source, im.rule)
+    return timing(state.store, sur, state.ids[sur], state.models[sur], s.attacks_for(sur), images, s.timing_eps,
+                  s.steps, s.seed, s.max_batch_for(sur), compute, log=log)

@@ -97,7 +97,7 @@ QUICK_ABLATIONS: tuple[Ablation, ...] = (
 )
 
 #: Parts of the run ``--only`` can select.
-PARTS: tuple[str, ...] = ("table1", "table2", "table3", "table5", "ablation", "flatness")
+PARTS: tuple[str, ...] = ("table1", "table2", "table3", "table5", "ablation", "flatness", "timing")
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,10 @@ class Settings:
     ablation_eps: float = 16 / 255
     ablation_images: int = 1000
     ablations: tuple[Ablation, ...] = FULL_ABLATIONS
+    #: crafting cost of every attack measured in one run (benchmarks/transfer/timing.py): images, surrogate, eps
+    timing_images: int = 64
+    timing_surrogate: str = "resnet18"
+    timing_eps: float = 16 / 255
     #: images per cached crafting chunk (results do not depend on it: attacks are batch-independent)
     chunk: int = 100
     #: rows per forward+backward when crafting (memory, and speed: on one CPU thread the width-16 ResNet-18
@@ -183,7 +187,7 @@ QUICK = Settings(
     quick=True, images=40, eps=(16 / 255,), surrogates=("resnet18",),
     attacks=("fgsm", "pgd", "mi", "di", "vt", "bsr", "tpa", "tpa_paper"),
     targeted_attacks=("mi", "tpa"), targeted_eps=(16 / 255,),
-    ablation_images=40, ablations=QUICK_ABLATIONS, chunk=40, flat_samples=4,
+    ablation_images=40, ablations=QUICK_ABLATIONS, chunk=40, flat_samples=4, timing_images=16,
     purifier_overrides=("data.limit_train=512", "data.val_size=128", "trainer.max_epochs=1", "purifier.nb=1",
                         "purifier.nf=32", "purifier.gc=16"),
     reductions=(
@@ -193,6 +197,7 @@ QUICK = Settings(
         "Tables 1, 2, 5: 8 of the 14 attacks (no NI, TI, SSA, PGN, GNP, RAP); Table 3 (targeted): MI and TPA only",
         "ablation: 2 values each of N, mix and T (TPA) and T (MI); no b, k, lambda sweeps",
         "flatness: 4 noise draws per image instead of 8",
+        "one-run crafting cost: 16 images instead of 64",
         ("the zoo is trained on 5000 images for 2 epochs and the NRP purifier for one epoch on 512: weak "
         "models (the classifiers score about 25-35 % on the quick images; the quick purifier destroys its "
         "input), for checking the pipeline, not for conclusions"),
