@@ -205,17 +205,20 @@ def analysis(state: RunState, spec: TableSpec, flat_rank: dict[str, int] | None 
                     f"{paired['p']:.2g}): " + ("a significant difference." if paired["p"] < 0.05 else
                                                "not a significant difference."))
     gap = means["tpa"] - means[best]
+    tied = paired is not None and paired["p"] >= 0.05
+    paired_note = (f"; the paired test does not separate them (p = {paired['p']:.2g}): a statistical tie"
+                   if tied and paired is not None else "")
+    cols = "no column separates them beyond the intervals"
     if gap < -1e-12:
         text.append(f"So here TPA does NOT beat {ATTACK_TITLES[best]} on average ({pct(means['tpa'])} vs "
-                    f"{pct(means[best])} %)" + ("; no column separates them beyond the intervals." if below == 0
-                                                 else "."))
+                    f"{pct(means[best])} %)" + paired_note + (f"; {cols}." if below == 0 else "."))
         text += _why(state, spec, rows, flat_rank)
     elif gap <= 1e-12:
         text.append(f"So here TPA ties with {ATTACK_TITLES[best]} on average ({pct(means['tpa'])} %): no winner.")
     else:
         text.append(f"So here TPA is ahead of every baseline on average (by {100 * gap:.1f} points over the best"
-                    + ("; the per-column intervals overlap, so the lead is not significant per column)"
-                       if above == 0 else ")") + ".")
+                    f"{paired_note or ('; significant in the paired test' if paired is not None else '')}"
+                    + (f"; {cols})" if above == 0 else ")") + ".")
     paper = rows.get("tpa_paper")
     sur = spec.surrogate
     if paper is not None and sur in paper.evals and sur in state.clean and spec.table == "table1":

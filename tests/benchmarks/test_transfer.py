@@ -242,6 +242,32 @@ def test_analysis_text_follows_the_numbers() -> None:
     assert "ahead of every baseline" in text and "above in 2" in text
 
 
+def test_analysis_text_calls_a_lead_the_paired_test_cannot_separate_a_tie() -> None:
+    from scipy.stats import ttest_rel
+
+    from benchmarks.transfer import tables
+    from benchmarks.transfer.stats import rate
+
+    def with_hits(extra: int) -> tuple[str, float]:
+        n = 100
+        base = [1] * 50 + [0] * 50
+        lead = [1] * (50 + extra) + [0] * (50 - extra)
+        state = _state({"mi": {"sur": 1.0, "a": 0.5, "b": 0.5}, "tpa": {"sur": 1.0, "a": 0.5, "b": 0.5}})
+        for r, a in zip(state.results, (base, lead), strict=True):
+            r.hits = {"sur": [1] * n, "a": a, "b": base}
+            for t in ("a", "b"):
+                e = rate(sum(r.hits[t]), n)
+                r.evals[t] = {"all": e, "correct": e}
+        per_image = [[(x + y) / 2 for x, y in zip(r.hits["a"], r.hits["b"], strict=True)] for r in state.results]
+        p = float(ttest_rel(per_image[1], per_image[0]).pvalue)
+        return tables.analysis(state, tables.table_specs(state)[0]), p
+
+    text, p = with_hits(1)                      # one image more: ahead on average, p about 0.32
+    assert p > 0.05 and "ahead of every baseline" in text and "statistical tie" in text and f"p = {p:.2g}" in text
+    text, p = with_hits(30)                     # thirty more: significant
+    assert p < 0.05 and "significant in the paired test" in text and "statistical tie" not in text
+
+
 def test_ablation_default_points_are_the_main_units() -> None:
     from benchmarks.transfer.runner import ablation_units, main_units
     from benchmarks.transfer.settings import FULL
