@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ablation, plots, tables
+from . import paper as paper_mod
 from . import timing as timing_mod
 from .flatness import rank_correlation
 from .runner import RunState
@@ -324,6 +325,7 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
                 md.append(f"\n![{fig}]({fig})")
                 figures.append(fig)
 
+    md.append(paper_mod.section(state))
     md.append(timing_section(state))
 
     ab_rows = ablation.points(state)
