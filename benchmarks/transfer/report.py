@@ -14,7 +14,7 @@ from . import ablation, plots, tables
 from . import paper as paper_mod
 from . import timing as timing_mod
 from .flatness import rank_correlation
-from .runner import RunState
+from .runner import TWIN_SLOWER, RunState, compare_twins
 from .settings import ATTACK_TITLES, NOTES
 from .stats import rate
 from .tables import pct
@@ -250,12 +250,14 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
               f"units {state.timings.get('units_seconds', 0):.0f} s). Crafting times in the tables are as measured "
               "when each chunk was made (a resumed run keeps them); on a 2-core CPU, times depend on what else "
               "runs, so compare them within one invocation only.")
+    compare_twins(state.results)
     sets = {r.unit.name: r for r in state.results}
     loaded = sorted(n for n, r in sets.items() if r.contended)
     if loaded:
         md.append(f"- {len(loaded)} of the {len(sets)} finished sets were crafted while other work competed for the "
                   "cores (the crafting process got less than 85 % of its threads' time, or, where CPU time was not "
-                  "recorded, the load average exceeded 2.5): their times, marked `*` in the tables, are inflated: "
+                  f"recorded, the set took over {TWIN_SLOWER:g}x as long per image-pass as the same attack at the "
+                  "other budget, or the load average exceeded 2.5): their times, marked `*` in the tables, are inflated: "
                   + ", ".join(f"`{n}`" for n in loaded[:20]) + (" ..." if len(loaded) > 20 else "") + ".")
     total = sum(r.seconds for r in state.results)
     md.append(f"- Crafting time summed over the {len(state.results)} finished units (as measured when made, "

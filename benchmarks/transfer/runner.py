@@ -58,6 +58,9 @@ class UnitResult:
     threads: int | None = None        # torch threads that crafted it
     cpu_seconds: float | None = None  # CPU seconds the crafting process got (None: not recorded)
     hits: dict[str, list[int]] = field(default_factory=dict)   # target name -> per-image success (0/1)
+    #: seconds per image-pass over the fastest twin's (the same attack and settings but eps or targeting,
+    #: crafted with as many threads); set by :func:`compare_twins`, None without a twin
+    twin_ratio: float | None = None
 
     def fooled(self, targets: Sequence[str]) -> list[int] | None:
         """Per image: how many of ``targets`` it fools (untargeted; for a targeted unit, how many
@@ -69,13 +72,36 @@ class UnitResult:
     @property
     def contended(self) -> bool | None:
         """Whether the crafting time is inflated by other work: the process got less than 85 % of its
-        threads' time (or, for sets recorded before CPU time was, the load average exceeded 2.5 on
-        the 2 cores); None if unknown."""
+        threads' time. For sets recorded before CPU time was: it took over 1.4x as long per image-pass
+        as a twin (:func:`compare_twins`), or the load average exceeded 2.5 on the 2 cores. None if
+        unknown."""
         if self.cpu_seconds is not None and self.threads and self.seconds > 0:
             return self.cpu_seconds / (self.seconds * self.threads) < 0.85
+        if self.twin_ratio is not None and self.twin_ratio > TWIN_SLOWER:
+            return True
         if self.load_avg is not None:
             return self.load_avg > 2.5
         return None
+
+
+#: a set slower per image-pass than its fastest twin by more than this waited for the cores
+TWIN_SLOWER = 1.4
+
+
+def compare_twins(results: list[UnitResult]) -> None:
+    """Set each result's ``twin_ratio``: its seconds per image-pass over the lowest among the results
+    with the same surrogate, attack, steps, option overrides and threads (the same computation per
+    image-pass; only eps or targeting differ)."""
+    groups: dict[tuple[Any, ...], list[UnitResult]] = {}
+    for r in results:
+        u = r.unit
+        groups.setdefault((u.surrogate, u.label, u.steps, u.overrides, r.threads), []).append(r)
+    for same in groups.values():
+        cost = {id(r): r.seconds / (r.n * r.passes_per_image) for r in same
+                if r.seconds > 0 and r.n > 0 and r.passes_per_image > 0}
+        for r in same:
+            others = [c for k, c in cost.items() if k != id(r)]
+            r.twin_ratio = cost[id(r)] / min(others) if others and id(r) in cost and min(others) > 0 else None
 
 
 @dataclass

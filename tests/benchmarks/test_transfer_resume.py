@@ -301,3 +301,25 @@ def test_fooled_counts_come_from_the_per_image_hits() -> None:
     assert r.fooled(["a", "b"]) == [2, 1, 1, 0]
     assert r.fooled(["a", "b", "sur"]) == [3, 2, 2, 0]
     assert r.fooled(["a", "missing"]) is None and r.fooled([]) is None
+
+
+def test_a_set_much_slower_than_its_twin_is_marked() -> None:
+    def res(eps: float, seconds: float, cpu: float | None, label: str = "tpa") -> runner.UnitResult:
+        r = runner.UnitResult(Unit("sur", label, eps, False, 10), "main", "k", seconds, 1.0, 210.0, 1000,
+                              threads=1, load_avg=2.2)
+        r.cpu_seconds = cpu
+        return r
+
+    # the same passes at two budgets, no CPU time recorded: 936 s against 516 s is 1.81x
+    slow, fast, other = res(16 / 255, 936.0, None), res(8 / 255, 516.0, None), res(16 / 255, 900.0, None, "vt")
+    runner.compare_twins([slow, fast, other])
+    assert slow.twin_ratio == pytest.approx(936 / 516) and fast.twin_ratio == pytest.approx(516 / 936)
+    assert other.twin_ratio is None                      # no twin: another attack is not one
+    assert slow.contended is True and fast.contended is False and other.contended is False   # load 2.2 <= 2.5
+    # recorded CPU time decides over the twin rule: it had its core, so the time is the attack's
+    slow.cpu_seconds = 930.0
+    assert slow.contended is False
+    # within the margin both stand
+    a, b = res(16 / 255, 600.0, None), res(8 / 255, 516.0, None)
+    runner.compare_twins([a, b])
+    assert a.contended is False and b.contended is False
