@@ -276,6 +276,15 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
         md += [f"- {r}" for r in s.reductions]
     if state.missing:
         md.append(f"\n**Not available in this run** (their columns are absent): {', '.join(state.missing)}.")
+    md.append("\n**Limits of what this measures:**\n")
+    md += [(f"- One seed ({s.seed}) for the attacks' random draws and one training run per zoo model: the intervals "
+           f"and paired tests cover the sampling of the {state.images.y.numel()} images, not the variation between "
+           "seeds or between retrained targets."),
+           (f"- {DATASET}: 32x32 images, decoded from a JPEG copy of the test set, and small models (trained here, "
+           "plus the shipped ResNet-18; clean accuracies in the target table), against the paper's ImageNet models; TPA's pixel-unit "
+           "hyperparameters (b, k) are kept as released, not retuned for 32x32 inputs (the ablation sweeps them)."),
+           (f"- T = {s.steps} iterations for every attack (the paper: 20; Table 3 in the paper: 300 with a logit loss); "
+           "transfer only: no attack adapts to a defense.")]
     md.append("\n## Definitions\n")
     md.append("- ASR (attack success rate), the paper's definition: share of ALL images whose adversarial version "
               "the target does not classify as the true class. Second tables: the same among the images the "
