@@ -264,11 +264,23 @@ def targeted_units(s: Settings, surrogate: str) -> list[tuple[str, Unit]]:
             for eps in sorted(s.targeted_eps_for(surrogate), reverse=True) for a in craft_order(s.targeted_attacks)]
 
 
+def extremes_first(values: tuple[float, ...]) -> list[float]:
+    """``values`` (ascending) reordered so that a sweep cut short still spans its range: the smallest,
+    the largest, then the middle ones from the centre outwards."""
+    if len(values) <= 2:
+        return list(values)
+    inner = list(values[1:-1])
+    mid = (len(inner) - 1) / 2
+    return [values[0], values[-1]] + sorted(inner, key=lambda v: (abs(inner.index(v) - mid), inner.index(v)))
+
+
 def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
-    out: list[tuple[str, Unit]] = []
-    seen: set[Unit] = set()
+    """The ablation's units, interleaved across the sweeps (each sweep's values extremes first), so that
+    a run stopped part-way has measured every sweep's range rather than a few sweeps in full."""
+    sweeps: list[list[Unit]] = []
     for ab in s.ablations:
-        for v in ab.values:
+        units = []
+        for v in extremes_first(ab.values):
             if ab.param == "steps":
                 u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, int(v))
             else:
@@ -276,9 +288,15 @@ def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
                 over: tuple[tuple[str, Any], ...] = () if default is not None and float(v) == float(default) \
                     else ((ab.param, int(v) if ab.param == "copies" else float(v)),)
                 u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, s.steps, over)
-            if u not in seen:
-                seen.add(u)
-                out.append(("ablation", u))
+            units.append(u)
+        sweeps.append(units)
+    out: list[tuple[str, Unit]] = []
+    seen: set[Unit] = set()
+    for i in range(max((len(w) for w in sweeps), default=0)):
+        for units in sweeps:
+            if i < len(units) and units[i] not in seen:
+                seen.add(units[i])
+                out.append(("ablation", units[i]))
     return out
 
 

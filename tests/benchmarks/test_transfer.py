@@ -371,3 +371,22 @@ def test_flatness_plot_labels_do_not_overlap(tmp_path: Path) -> None:
                {"attack": "tpa_paper", "flatness": 0.8, "flat_sem": 0.05, "mean_asr": 0.3, "whitebox_asr": 0.25}]
     assert plots.flatness_plot(entries, "t", tmp_path / "f.png") and (tmp_path / "f.png").stat().st_size > 0
     assert not plots.flatness_plot(entries[:1], "t", tmp_path / "g.png")
+
+
+def test_ablation_order_spans_every_sweep_first() -> None:
+    from benchmarks.transfer.runner import ablation_units, extremes_first
+    from benchmarks.transfer.settings import FULL
+
+    assert extremes_first((1, 2, 5, 10, 20)) == [1, 20, 5, 2, 10]
+    assert extremes_first((0.0, 0.5)) == [0.0, 0.5] and extremes_first((3,)) == [3]
+    for vals in [ab.values for ab in FULL.ablations]:
+        assert sorted(extremes_first(vals)) == sorted(vals)
+    units = [u for _, u in ablation_units(FULL)]
+    # the first units: each sweep's smallest value, one per sweep
+    first = units[: len(FULL.ablations)]
+    assert [u.label for u in first] == [ab.label for ab in FULL.ablations]
+    assert first[-1].name == "resnet18-mi-eps16-untgt-T1" and first[0].name.endswith("copies1")
+    # every sweep's two extremes come before any sweep's middle value
+    ends = {u for ab in FULL.ablations for u in units if u.name.endswith(
+        (f"{ab.param}{ab.values[0]:g}", f"{ab.param}{ab.values[-1]:g}"))}
+    assert max(units.index(u) for u in ends) < 2 * len(FULL.ablations)
