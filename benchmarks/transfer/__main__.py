@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-train", action="store_true",
                    help="do not train missing zoo models or the purifier; pick them up when another process "
                         "finishes them")
-    p.add_argument("--only", type=str, default=None, help=f"comma-separated parts: {','.join(PARTS)}")
+    p.add_argument("--only", type=str, default=None, help=f"compute only these parts (comma-separated: {','.join(PARTS)}); the report still shows "
+                        "every finished part")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the cache only")
     p.add_argument("--shard", type=str, default=None,
                    help="I/N: make only the I-th of N interleaved shares of the units (0 <= I < N) and write no "
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         meta["invocations"].append(current)
         report.record_invocation(raw, current)
     last = [0.0]
+    # a run of some units or parts writes no report of its own: the report always shows everything finished
+    partial = a.shard is not None or a.units is not None or a.only is not None
 
     def progress(state: runner.RunState, force: bool = False) -> None:
         if not force and time.time() - last[0] < 60:
@@ -147,13 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         current["units_made"] = state.made
         if computing:
             report.record_invocation(raw, current)
-        if a.shard is None and a.units is None:
+        if not partial:
             report.write(state, out, meta)
         last[0] = time.time()
 
     try:
-        state = runner.run(s, cache, root, parts=a.only, train=not a.skip_train, compute=computing,
-                           on_progress=progress, raw=raw, shard=a.shard, units=a.units)
+        state = runner.run(s, cache, root, parts=a.only if computing else None, train=not a.skip_train,
+                           compute=computing, on_progress=progress, raw=raw, shard=a.shard, units=a.units)
     except Exception as err:
         if not _expected_failure(err):
             raise
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         runner.log(f"{who} done: {state.made} units made, {len(state.pending)} of its units pending; "
                    f"assemble the report with --report-only; wall {meta['wall_seconds']:.0f} s")
         return 0
+    if a.only is not None and computing:
+        state = runner.run(s, cache, root, parts=None, train=False, compute=False, raw=raw)
     readme = report.write(state, out, meta)
     runner.log(f"report: {readme} ({len(state.results)} units finished, {len(state.pending)} pending); "
                f"wall {meta['wall_seconds']:.0f} s")

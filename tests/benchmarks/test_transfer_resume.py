@@ -323,3 +323,26 @@ def test_a_set_much_slower_than_its_twin_is_marked() -> None:
     a, b = res(16 / 255, 600.0, None), res(8 / 255, 516.0, None)
     runner.compare_twins([a, b])
     assert a.contended is False and b.contended is False
+
+
+def test_only_computes_its_parts_but_reports_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.transfer import __main__ as cli
+    from benchmarks.transfer import report
+
+    calls: list[tuple[Any, bool]] = []
+    written: list[Any] = []
+
+    def fake_run(s: Settings, cache: Path, root: Path, parts: set[str] | None = None, train: bool = True,
+                 compute: bool = True, **kw: Any) -> Any:
+        calls.append((parts, compute))
+        return runner.RunState(s, Store(tmp_path), None, None, {}, {}, {}, [], {})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    monkeypatch.setattr(report, "write", lambda state, out, meta: written.append(state) or out / "README.md")
+    monkeypatch.setattr(report, "record_invocation", lambda raw, cur: None)
+    assert cli.main(["--only", "timing", "--out", str(tmp_path / "out"), "--skip-train"]) == 0
+    # the timing alone is computed; the report is assembled from every part, computing nothing
+    assert calls == [({"timing"}, True), (None, False)] and len(written) == 1
+    calls.clear()
+    assert cli.main(["--report-only", "--only", "table1", "--out", str(tmp_path / "out")]) == 0
+    assert calls == [(None, False)]
