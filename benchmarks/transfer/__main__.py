@@ -49,8 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-train", action="store_true",
                    help="do not train missing zoo models or the purifier; pick them up when another process "
                         "finishes them")
-    p.add_argument("--only", type=str, default=None, help=f"compute only these parts (comma-separated: {','.join(PARTS)}); the report still shows "
-                        "every finished part")
+    p.add_argument("--only", type=str, default=None,
+                   help=f"compute only these parts (comma-separated: {','.join(PARTS)}); the report still "
+                        "shows every finished part")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the cache only")
     p.add_argument("--shard", type=str, default=None,
                    help="I/N: make only the I-th of N interleaved shares of the units (0 <= I < N) and write no "

@@ -17,6 +17,10 @@ class Images:
     source: str        # where the images came from
     rule: str          # how they were chosen
 
+    def first(self, k: int) -> Images:
+        """The first ``k`` images (all if fewer), same source and rule."""
+        return Images(self.x[:k], self.y[:k], self.index[:k], self.source, self.rule)
+
     def identity(self) -> dict[str, Any]:
         """What the cache keys hold about the images: the rule, a hash of indices and labels, and a hash
         of the pixels themselves (never the path they were read from, which differs between machines)."""

@@ -76,10 +76,10 @@ def _fooling(full: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str
     return ok, rank_correlation([e["flatness"] for e in ok], [e["mean_asr"] for e in ok])
 
 
-def _controlled_text(full: list[dict[str, Any]]) -> str:
-    """The correlation again among what fools the surrogate only: an example the surrogate still
-    classifies correctly sits at low loss, where gradients are small, so failed attacks look flat."""
-    ok, c = _fooling(full)
+def _controlled_text(full: list[dict[str, Any]], ok: list[dict[str, Any]], c: dict[str, Any]) -> str:
+    """The correlation again among what fools the surrogate only (``ok, c = _fooling(full)``): an example
+    the surrogate still classifies correctly sits at low loss, where gradients are small, so failed
+    attacks look flat."""
     t = (f"Control for success on the surrogate (a set the surrogate still classifies correctly sits at low "
          f"loss, where gradients are small, so a failed attack looks flat): among the {len(ok)} attacks that fool "
          f"the surrogate on at least {100 * FOOLS_SURROGATE:.0f} % of the images, ")
@@ -124,9 +124,9 @@ def flatness_section(state: RunState, out: Path, figures: list[str]) -> tuple[st
             md.append("")
             md.append(_correlation_text(c, ci, len(full)))
             md.append("")
-            md.append(_controlled_text(full))
-            fig = f"flatness_{sur}_eps{round(eps * 255)}.png"
             fooling, cf = _fooling(full)
+            md.append(_controlled_text(full, fooling, cf))
+            fig = f"flatness_{sur}_eps{round(eps * 255)}.png"
             rho, rho_f = ("n/a" if x["rho"] is None else f"{x['rho']:+.2f}" for x in (c, cf))
             if plots.flatness_plot(full, f"Flatness vs transfer, surrogate {sur}, eps {eps * 255:.0f}/255, "
                                    f"{DATASET}\nSpearman rho over all {len(full)} attacks = {rho}; over the "
@@ -257,8 +257,8 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
         md.append(f"- {len(loaded)} of the {len(sets)} finished sets were crafted while other work competed for the "
                   "cores (the crafting process got less than 85 % of its threads' time, or, where CPU time was not "
                   f"recorded, the set took over {TWIN_SLOWER:g}x as long per image-pass as the same attack at the "
-                  "other budget, or the load average exceeded 2.5): their times, marked `*` in the tables, are inflated: "
-                  + ", ".join(f"`{n}`" for n in loaded[:20]) + (" ..." if len(loaded) > 20 else "") + ".")
+                  "other budget, or the load average exceeded 2.5): their times, marked `*` in the tables, are "
+                  "inflated: " + ", ".join(f"`{n}`" for n in loaded[:20]) + (" ..." if len(loaded) > 20 else "") + ".")
     total = sum(r.seconds for r in state.results)
     md.append(f"- Crafting time summed over the {len(state.results)} finished units (as measured when made, "
               f"including earlier invocations): {total:.0f} s.")
@@ -277,14 +277,15 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
     if state.missing:
         md.append(f"\n**Not available in this run** (their columns are absent): {', '.join(state.missing)}.")
     md.append("\n**Limits of what this measures:**\n")
-    md += [(f"- One seed ({s.seed}) for the attacks' random draws and one training run per zoo model: the intervals "
-           f"and paired tests cover the sampling of the {state.images.y.numel()} images, not the variation between "
-           "seeds or between retrained targets."),
-           (f"- {DATASET}: 32x32 images, decoded from a JPEG copy of the test set, and small models (trained here, "
-           "plus the shipped ResNet-18; clean accuracies in the target table), against the paper's ImageNet models; TPA's pixel-unit "
-           "hyperparameters (b, k) are kept as released, not retuned for 32x32 inputs (the ablation sweeps them)."),
-           (f"- T = {s.steps} iterations for every attack (the paper: 20; Table 3 in the paper: 300 with a logit loss); "
-           "transfer only: no attack adapts to a defense.")]
+    md += [(f"- One seed ({s.seed}) for the attacks' random draws and one training run per zoo model: the "
+            f"intervals and paired tests cover the sampling of the {state.images.y.numel()} images, not the "
+            "variation between seeds or between retrained targets."),
+           (f"- {DATASET}: 32x32 images, decoded from a JPEG copy of the test set, and small models (trained "
+            "here, plus the shipped ResNet-18; clean accuracies in the target table), against the paper's "
+            "ImageNet models; TPA's pixel-unit hyperparameters (b, k) are kept as released, not retuned for "
+            "32x32 inputs (the ablation sweeps them)."),
+           (f"- T = {s.steps} iterations for every attack (the paper: 20; Table 3 in the paper: 300 with a logit "
+            "loss); transfer only: no attack adapts to a defense.")]
     md.append("\n## Definitions\n")
     md.append("- ASR (attack success rate), the paper's definition: share of ALL images whose adversarial version "
               "the target does not classify as the true class. Second tables: the same among the images the "

@@ -269,9 +269,9 @@ def extremes_first(values: tuple[float, ...]) -> list[float]:
     the largest, then the middle ones from the centre outwards."""
     if len(values) <= 2:
         return list(values)
-    inner = list(values[1:-1])
-    mid = (len(inner) - 1) / 2
-    return [values[0], values[-1]] + sorted(inner, key=lambda v: (abs(inner.index(v) - mid), inner.index(v)))
+    mid = (len(values) - 1) / 2
+    inner = sorted(range(1, len(values) - 1), key=lambda i: (abs(i - mid), i))
+    return [values[0], values[-1]] + [values[i] for i in inner]
 
 
 def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
@@ -364,7 +364,7 @@ def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compu
     images = state.images
     if group == "ablation" and s.ablation_images < images.y.numel():
         k = s.ablation_images
-        images = Images(images.x[:k], images.y[:k], images.index[:k], images.source, images.rule)
+        images = images.first(k)
     n = images.y.numel()
     tcls = state.targets_cls[:n]
     model = state.models[unit.surrogate]
@@ -394,7 +394,8 @@ def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compu
         res = UnitResult(unit, group, key, sec, n / sec if sec > 0 else float("nan"),
                          float(record["passes_per_image"]), n)
     final = crafted_record(state.store, unit, key) or {}
-    res.load_avg, res.threads, res.cpu_seconds = final.get("load_avg"), final.get("threads"), final.get("cpu_seconds")
+    res.load_avg, res.threads = final.get("load_avg"), final.get("threads")
+    res.cpu_seconds = final.get("cpu_seconds")
     for t in targets:
         pred = preds[t.name]
         if pred is None and crafted is not None and compute:
@@ -542,8 +543,6 @@ def one_run_timing(state: RunState, compute: bool) -> dict[str, Any] | None:
     sur = s.timing_surrogate
     if sur not in state.models:
         return None
-    k = min(s.timing_images, state.images.y.numel())
-    im = state.images
-    images = Images(im.x[:k], im.y[:k], im.index[:k], im.source, im.rule)
-    return timing(state.store, sur, state.ids[sur], state.models[sur], s.attacks_for(sur), images, s.timing_eps,
+    return timing(state.store, sur, state.ids[sur], state.models[sur], s.attacks_for(sur),
+                  state.images.first(s.timing_images), s.timing_eps,
                   s.steps, s.seed, s.max_batch_for(sur), compute, log=log)

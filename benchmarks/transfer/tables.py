@@ -205,9 +205,8 @@ def analysis(state: RunState, spec: TableSpec, flat_rank: dict[str, int] | None 
                     f"{paired['p']:.2g}): " + ("a significant difference." if paired["p"] < 0.05 else
                                                "not a significant difference."))
     gap = means["tpa"] - means[best]
-    tied = paired is not None and paired["p"] >= 0.05
-    paired_note = (f"; the paired test does not separate them (p = {paired['p']:.2g}): a statistical tie"
-                   if tied and paired is not None else "")
+    paired_note = ("" if paired is None or paired["p"] < 0.05 else
+                   f"; the paired test does not separate them (p = {paired['p']:.2g}): a statistical tie")
     cols = "no column separates them beyond the intervals"
     if gap < -1e-12:
         text.append(f"So here TPA does NOT beat {ATTACK_TITLES[best]} on average ({pct(means['tpa'])} vs "
