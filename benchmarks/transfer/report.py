@@ -14,7 +14,7 @@ from . import ablation, plots, tables
 from . import paper as paper_mod
 from . import timing as timing_mod
 from .flatness import rank_correlation
-from .runner import TWIN_SLOWER, RunState, compare_twins
+from .runner import TWIN_SLOWER, RunState
 from .settings import ATTACK_TITLES, NOTES
 from .stats import rate
 from .tables import pct
@@ -250,7 +250,6 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
               f"units {state.timings.get('units_seconds', 0):.0f} s). Crafting times in the tables are as measured "
               "when each chunk was made (a resumed run keeps them); on a 2-core CPU, times depend on what else "
               "runs, so compare them within one invocation only.")
-    compare_twins(state.results)
     sets = {r.unit.name: r for r in state.results}
     loaded = sorted(n for n, r in sets.items() if r.contended)
     if loaded:

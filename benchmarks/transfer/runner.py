@@ -11,7 +11,7 @@ import fnmatch
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,14 @@ class RunState:
     purifier: str | None = None
     computed: set[str] = field(default_factory=set)   # units this invocation had to compute something for
     timing: dict[str, Any] | None = None   # the one-run crafting cost of every attack (timing.py)
+
+    def __post_init__(self) -> None:
+        compare_twins(self.results)
+
+    def set_results(self, results: Iterable[UnitResult]) -> None:
+        """Record the finished units, each compared with its twins (:func:`compare_twins`)."""
+        self.results = list(results)
+        compare_twins(self.results)
 
     @property
     def made(self) -> int:
@@ -508,7 +516,7 @@ def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | N
                     r = process_unit(state, g, u, parts, compute)
                     if r is not None:
                         finished[(g, u)] = r
-                state.results = list(finished.values())
+                state.set_results(finished.values())
             prev = finished.get((group, unit))
             if prev is not None and set(prev.evals) >= {t.name for t in unit_targets(group, state, parts)}:
                 continue
@@ -517,7 +525,7 @@ def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | N
             if r is None:
                 continue
             finished[(group, unit)] = r
-            state.results = list(finished.values())
+            state.set_results(finished.values())
             if compute:
                 log(f"unit {i + 1}/{len(work)} {unit.name}: {r.seconds:.1f} s crafting, {len(r.evals)} targets")
                 state.pending = [u.name for g, u in work if (g, u) not in finished]
@@ -527,7 +535,7 @@ def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | N
         # another pass only when models appeared during this one (their units or columns are new)
         if not added:
             break
-    state.results = list(finished.values())
+    state.set_results(finished.values())
     state.pending = [u.name for g, u in work if (g, u) not in finished]
     state.timings["units_seconds"] = time.perf_counter() - t0
     if "timing" in parts:

@@ -323,6 +323,16 @@ def test_a_set_much_slower_than_its_twin_is_marked() -> None:
     a, b = res(16 / 255, 600.0, None), res(8 / 255, 516.0, None)
     runner.compare_twins([a, b])
     assert a.contended is False and b.contended is False
+    # the run's state compares the twins whenever its results are set, before any report reads them
+    slow, fast = res(16 / 255, 936.0, None), res(8 / 255, 516.0, None)
+    state = runner.RunState(QUICK, Store("/nonexistent"), None, None, {}, {}, {}, [], {},  # type: ignore[arg-type]
+                            results=[slow])
+    assert slow.twin_ratio is None
+    state.set_results([slow, fast])
+    assert slow.twin_ratio == pytest.approx(936 / 516) and slow.contended is True
+    runner.RunState(QUICK, Store("/nonexistent"), None, None, {}, {}, {}, [], {},  # type: ignore[arg-type]
+                    results=[res(16 / 255, 700.0, None), fast])
+    assert fast.twin_ratio == pytest.approx(516 / 700)
 
 
 def test_only_computes_its_parts_but_reports_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
