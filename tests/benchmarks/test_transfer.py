@@ -304,7 +304,53 @@ def test_ablation_flags_white_box_success_below_the_clean_error() -> None:
     text = ablation.analysis(state, rows)
     assert "lambda (paper mode) = 5: white-box success 20.0 % is BELOW the surrogate's clean error (30.0 %)" in text
     assert "lambda (paper mode) = 0:" not in text
-    assert "| TPA (paper) | lambda (paper mode) | 5 | 50.0 | 50.0 | 50.0 | 20.0 |" in ablation.markdown(state, rows)
+    md = ablation.markdown(state, rows)
+    assert "| TPA (paper) | lambda (paper mode) | 5 | 50.0 | default | 50.0 | 50.0 | 20.0 |" in md
+    assert "| TPA (paper) | lambda (paper mode) | 0 | 50.0 | - | 50.0 | 50.0 | 95.0 |" in md   # no per-image hits
+
+
+def test_ablation_points_are_paired_against_the_default_setting() -> None:
+    from scipy.stats import ttest_rel
+
+    from benchmarks.transfer import ablation
+    from benchmarks.transfer.runner import UnitResult
+    from benchmarks.transfer.settings import Ablation
+    from benchmarks.transfer.stats import rate
+
+    n = 60
+    state = _state({})
+    state.settings = state.settings.replace(
+        ablations=(Ablation("copies", (1.0, 10.0, 20.0), title="copies N"),), ablation_surrogate="sur",
+        ablation_images=n)
+    g = torch.Generator().manual_seed(4)
+    hits: dict[float, dict[str, list[int]]] = {}
+    for copies, p_fool in ((1.0, 0.3), (10.0, 0.6), (20.0, 0.62)):
+        over = () if copies == 10.0 else (("copies", int(copies)),)      # N = 10 is TPA's default
+        r = UnitResult(Unit("sur", "tpa", 16 / 255, False, 10, over), "ablation", "k", 1.0, 1.0, 21.0, n)
+        hits[copies] = {t: (torch.rand(n, generator=g) < p_fool).long().tolist() for t in ("a", "b")}
+        r.hits = hits[copies]
+        for t, h in r.hits.items():
+            e = rate(sum(h), n)
+            r.evals[t] = {"all": e, "correct": e}
+        state.results.append(r)
+    rows = {r["value"]: r for r in ablation.points(state)}
+    assert rows[10.0]["is_default"] and "vs_default" not in rows[10.0]
+
+    def share(c: float) -> list[float]:
+        return [(a + b) / 2 for a, b in zip(hits[c]["a"], hits[c]["b"], strict=True)]
+
+    for c in (1.0, 20.0):
+        ref = ttest_rel(share(c), share(10.0))
+        ci = ref.confidence_interval(0.95)
+        assert rows[c]["vs_default"] == pytest.approx(sum(share(c)) / n - sum(share(10.0)) / n)
+        assert rows[c]["vs_default_p"] == pytest.approx(ref.pvalue)
+        assert (rows[c]["vs_default_lo"], rows[c]["vs_default_hi"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert rows[1.0]["vs_default_p"] < 0.05 < rows[20.0]["vs_default_p"]   # 30 % vs 60 % separates; 62 % does not
+    text = ablation.analysis(state, list(rows.values()))
+    d1 = 100 * rows[1.0]["vs_default"]
+    assert f"different from the default 10 in the paired test (p < 0.05): 1 ({d1:+.1f})." in text
+    md = ablation.markdown(state, list(rows.values()))
+    assert f"| TPA (official) | copies N | 1 | {100 * rows[1.0]['mean_asr']:.1f} | {d1:+.1f} (" in md
 
 
 def test_analysis_flags_paper_mode_below_the_clean_error() -> None:
