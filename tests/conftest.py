@@ -1,6 +1,8 @@
 """Shared fixtures: real images and real weights that ship inside installed packages."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -10,8 +12,13 @@ from tpa_lightning.models import build_model
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed() -> Iterator[None]:
+    """Every test starts from seed 0 and leaves torch's thread count as it found it (a CLI called
+    in-process sets it)."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@
     python -m benchmarks.transfer                  # hours; resumes after a kill, and in a later session
                                                    # from the committed docs/results/raw; docs/results/
     python -m benchmarks.transfer --report-only    # rewrite the report from the cache, compute nothing
-    python -m benchmarks.transfer --skip-train --threads 1 --shard 0/2 &   # two processes, one core each,
-    python -m benchmarks.transfer --skip-train --threads 1 --shard 1/2     # then --report-only
+    python -m benchmarks.transfer --skip-train --threads 1 --worker &   # two processes, one core each,
+    python -m benchmarks.transfer --skip-train --threads 1 --worker     # sharing the units; then --report-only
     python -m benchmarks.transfer --skip-train --units 'resnet18_aa-tpa-*'  # one long unit on its own
 
 Trains the zoo (benchmarks/transfer/train_zoo.py) and the NRP purifier where missing, crafts every
@@ -56,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shard", type=str, default=None,
                    help="I/N: make only the I-th of N interleaved shares of the units (0 <= I < N) and write no "
                         "report, so that N processes with --threads 1 share the cores; then --report-only")
+    p.add_argument("--worker", action="store_true",
+                   help="one of several processes started side by side (--threads 1 each): take the units as "
+                        "they come, skipping any another process holds (see claims.py), and write no report; "
+                        "then --report-only")
     p.add_argument("--units", type=str, default=None,
                    help="comma-separated unit-name patterns (shell-style, e.g. 'resnet18_aa-tpa-*'): make only "
                         "the matching units; a pattern starting with '!' skips what it matches (e.g. a long unit "
@@ -77,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if a.report_only:
             p.error("--shard and --report-only exclude each other")
         a.shard = (i, n)
+    if a.worker and a.report_only:
+        p.error("--worker and --report-only exclude each other")
     if a.units is not None:
         pats = [x.strip() for x in a.units.split(",") if x.strip()]
         if not pats or any(x in ("!", "") for x in pats):
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         report.record_invocation(raw, current)
     last = [0.0]
     # a run of some units or parts writes no report of its own: the report always shows everything finished
-    partial = a.shard is not None or a.units is not None or a.only is not None
+    partial = a.worker or a.shard is not None or a.units is not None or a.only is not None
 
     def progress(state: runner.RunState, force: bool = False) -> None:
         if not force and time.time() - last[0] < 60:
@@ -157,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         state = runner.run(s, cache, root, parts=a.only if computing else None, train=not a.skip_train,
-                           compute=computing, on_progress=progress, raw=raw, shard=a.shard, units=a.units)
+                           compute=computing, on_progress=progress, raw=raw, shard=a.shard, units=a.units,
+                           worker=a.worker)
     except Exception as err:
         if not _expected_failure(err):
             raise
@@ -168,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     current["units_made"] = state.made
     if computing:
         report.record_invocation(raw, current)
-    if a.shard is not None or a.units is not None:
-        who = f"shard {a.shard[0]}/{a.shard[1]}" if a.shard else "selected units"
+    if a.worker or a.shard is not None or a.units is not None:
+        who = f"shard {a.shard[0]}/{a.shard[1]}" if a.shard else "selected units" if a.units else "worker"
         runner.log(f"{who} done: {state.made} units made, {len(state.pending)} of its units pending; "
                    f"assemble the report with --report-only; wall {meta['wall_seconds']:.0f} s")
         return 0

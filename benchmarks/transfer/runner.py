@@ -19,12 +19,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .claims import claim
 from .crafting import Unit, craft, crafted_record, unit_key
 from .flatness import neighbourhood_grad_norm
 from .images import Images, load_test_images, target_classes
 from .settings import CRAFT_PRIORITY, PARTS, Settings
 from .stats import success_counts
-from .store import Store, settings_key
+from .store import Store, safe_label, settings_key
 from .targets import Target, cached_predictions, defense_target, model_target
 from .timing import timing
 from .zoo import DEFAULT_ROOT, ZOO, zoo_model
@@ -361,6 +362,18 @@ def unit_targets(group: str, state: RunState, parts: set[str]) -> list[Target]:
 
 
 def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compute: bool) -> UnitResult | None:
+    """:func:`measure_unit` under the unit's claim (:mod:`.claims`) when ``compute``: None, computing
+    nothing, while another process holds it, so that processes run side by side share the queue."""
+    if not compute:
+        return measure_unit(state, group, unit, parts, False)
+    with claim(state.store.root / "claims" / f"{safe_label(unit.name)}.lock") as held:
+        if not held:
+            log(f"{unit.name}: another process holds it; skipped")
+            return None
+        return measure_unit(state, group, unit, parts, True)
+
+
+def measure_unit(state: RunState, group: str, unit: Unit, parts: set[str], compute: bool) -> UnitResult | None:
     """Evaluate and measure one unit; None if nothing of it is finished and ``compute`` is False.
 
     The adversarial images are crafted (or read from the tensor cache) only when some evaluation or
@@ -492,10 +505,12 @@ def setup(s: Settings, cache: Path, root: Path, train: bool, compute: bool, raw:
 def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | None = None, train: bool = True,
         compute: bool = True, on_progress: Callable[[RunState], None] | None = None,
         raw: Path | None = None, shard: tuple[int, int] | None = None,
-        units: Sequence[str] | None = None) -> RunState:
+        units: Sequence[str] | None = None, worker: bool = False) -> RunState:
     """Run (or resume) the benchmark: images under ``cache``, numbers under ``raw`` (default ``cache``);
     with ``shard = (i, n)`` only the units of :func:`shard_of`, and of those only the ones that
-    :func:`select_units` keeps for the name patterns ``units``."""
+    :func:`select_units` keeps for the name patterns ``units``. A unit another process holds is
+    skipped (:func:`process_unit`); a ``worker``, one of several processes, leaves the one-run timing
+    (which needs the machine to itself) alone."""
     parts = set(parts) if parts else set(PARTS)
     torch.manual_seed(s.seed)
     state = setup(s, cache, root, train, compute, raw)
@@ -540,7 +555,7 @@ def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | N
     state.timings["units_seconds"] = time.perf_counter() - t0
     if "timing" in parts:
         # not in a shard or a unit selection: the measurement needs the machine to itself
-        state.timing = one_run_timing(state, compute and shard is None and not units)
+        state.timing = one_run_timing(state, compute and shard is None and not units and not worker)
     return state
 
 

@@ -21,7 +21,8 @@ def settings_key(settings: Any) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _safe(label: str) -> str:
+def safe_label(label: str) -> str:
+    """``label`` with every character but letters, digits and ``-_.`` replaced by ``_``, cut at 80."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:80]
 
 
@@ -35,7 +36,7 @@ class Store:
 
     def path(self, kind: str, label: str, key: str, suffix: str) -> Path:
         base = self.json_root if suffix == ".json" else self.root
-        return base / kind / f"{_safe(label)}-{key[:16]}{suffix}"
+        return base / kind / f"{safe_label(label)}-{key[:16]}{suffix}"
 
     def get_json(self, kind: str, label: str, key: str) -> dict[str, Any] | None:
         p = self.path(kind, label, key, ".json")
