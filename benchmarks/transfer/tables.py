@@ -199,7 +199,8 @@ def analysis(state: RunState, spec: TableSpec, flat_rank: dict[str, int] | None 
                 f"{above}, intervals overlapping in {overlap}, below in {below}.")
     paired = paired_against(rows, "tpa", best, spec.black_box)
     if paired is not None:
-        text.append(f"Paired over the same {paired['n']} images (per image, the share of these columns fooled): "
+        share = "predicting the target class" if spec.targeted else "fooled"
+        text.append(f"Paired over the same {paired['n']} images (per image, the share of these columns {share}): "
                     f"TPA minus {ATTACK_TITLES[best]} = {100 * paired['diff']:+.1f} points "
                     f"(95 % CI {100 * paired['lo']:+.1f} to {100 * paired['hi']:+.1f}, paired t-test p = "
                     f"{paired['p']:.2g}): " + ("a significant difference." if paired["p"] < 0.05 else

@@ -266,6 +266,24 @@ def test_analysis_text_calls_a_lead_the_paired_test_cannot_separate_a_tie() -> N
     assert p > 0.05 and "ahead of every baseline" in text and "statistical tie" in text and f"p = {p:.2g}" in text
     text, p = with_hits(30)                     # thirty more: significant
     assert p < 0.05 and "significant in the paired test" in text and "statistical tie" not in text
+    assert "the share of these columns fooled" in text
+
+
+def test_targeted_analysis_counts_hits_on_the_target_class() -> None:
+    from dataclasses import replace
+
+    from benchmarks.transfer import tables
+
+    state = _state({"mi": {"sur": 1.0, "a": 0.30, "b": 0.20}, "tpa": {"sur": 1.0, "a": 0.25, "b": 0.15}})
+    for r in state.results:
+        r.unit = replace(r.unit, targeted=True)
+        r.group = "targeted"
+        r.hits = {t: [1] * round(100 * e["all"]["rate"]) + [0] * (100 - round(100 * e["all"]["rate"]))
+                  for t, e in r.evals.items()}
+    spec = replace(tables.table_specs(state)[0], table="table3")
+    text = tables.analysis(state, spec)
+    assert text.startswith("Mean targeted success over the 2 black-box columns: TPA (official) 20.0 %")
+    assert "the share of these columns predicting the target class" in text and "fooled" not in text
 
 
 def test_ablation_default_points_are_the_main_units() -> None:
