@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .runner import ABLATION_DEFAULTS, RunState, UnitResult
+from .runner import RunState, UnitResult, ablation_default
 from .settings import ATTACK_TITLES, Ablation
 from .stats import as_tensor, paired_difference
 from .tables import mean_rate, pct
@@ -28,19 +28,11 @@ def find(state: RunState, ab: Ablation, value: float) -> UnitResult | None:
         if u.steps != s.steps:
             continue
         over = dict(u.overrides)
-        default = ABLATION_DEFAULTS.get(ab.label, {}).get(ab.param)
+        default = ablation_default(ab, s.steps)
         if (ab.param in over and float(over[ab.param]) == float(value)) or \
-                (not over and default is not None and float(value) == float(default)):
+                (not over and default is not None and float(value) == default):
             return r
     return None
-
-
-def default_value(state: RunState, ab: Ablation) -> float | None:
-    """The sweep's value at TPA's defaults (the main tables' setting); None if it has none."""
-    if ab.param == "steps":
-        return float(state.settings.steps)
-    d = ABLATION_DEFAULTS.get(ab.label, {}).get(ab.param)
-    return None if d is None else float(d)
 
 
 def against_default(r: UnitResult, base: UnitResult | None, columns: tuple[str, ...]) -> dict[str, float] | None:
@@ -60,7 +52,7 @@ def points(state: RunState) -> list[dict[str, Any]]:
     bb = black_box(state)
     out = []
     for ab in state.settings.ablations:
-        dv = default_value(state, ab)
+        dv = ablation_default(ab, state.settings.steps)
         base = find(state, ab, dv) if dv is not None else None
         for v in ab.values:
             r = find(state, ab, v)
@@ -120,7 +112,7 @@ def analysis(state: RunState, rows: list[dict[str, Any]]) -> str:
         best = max(pts, key=lambda r: r["mean_asr"])
         worst = min(pts, key=lambda r: r["mean_asr"])
         sig = [r for r in pts if "vs_default_p" in r and r["vs_default_p"] < 0.05]
-        dv = default_value(state, ab)
+        dv = ablation_default(ab, state.settings.steps)
         versus = ("" if dv is None else
                   f"; different from the default {dv:g} in the paired test (p < 0.05): " +
                   (", ".join(f"{r['value']:g} ({100 * r['vs_default']:+.1f})" for r in sig) if sig else "none"))

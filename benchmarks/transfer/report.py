@@ -212,13 +212,14 @@ def timing_section(state: RunState) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in t["rows"]:
         rel = "-" if r["relative"] is None else f"{r['relative']:.1f}x"
+        share = "-" if r["cpu_share"] is None else f"{100 * r['cpu_share']:.0f} %"
         lines.append(f"| {ATTACK_TITLES.get(r['attack'], r['attack'])} | {r['passes_per_image']:g} | "
-                     f"{r['seconds']:.1f} | {r['images_per_s']:.2f} | {r['ms_per_pass']:.2f} | {rel} | "
-                     f"{100 * r['cpu_share']:.0f} % |")
-    low = [r["attack"] for r in t["rows"] if r["cpu_share"] < 0.85]
+                     f"{r['seconds']:.1f} | {r['images_per_s']:.2f} | {r['ms_per_pass']:.2f} | {rel} | {share} |")
+    low = [ATTACK_TITLES.get(r["attack"], r["attack"]) for r in t["rows"]
+           if r["cpu_share"] is not None and r["cpu_share"] < 0.85]
     note = ("\nCPU share: CPU time the process got over wall time x threads; below 85 % the attack waited for "
-            "a core and its time is inflated" + (f" (here: {', '.join(ATTACK_TITLES.get(a, a) for a in low)})."
-                                                  if low else " (none here)."))
+            "a core and its time is inflated" + (f" (here: {', '.join(low)})." if low else " (none here).")
+            + f" Not given (-) for a run under {1000 * timing_mod.MIN_SHARE_SECONDS:.0f} ms, too short to say.")
     return head + "\n" + "\n".join(lines) + "\n" + note
 
 

@@ -23,7 +23,7 @@ from .claims import claim
 from .crafting import Unit, craft, crafted_record, unit_key
 from .flatness import neighbourhood_grad_norm
 from .images import Images, load_test_images, target_classes
-from .settings import CRAFT_PRIORITY, PARTS, Settings
+from .settings import CRAFT_PRIORITY, PARTS, Ablation, Settings
 from .stats import success_counts
 from .store import Store, safe_label, settings_key
 from .targets import Target, cached_predictions, defense_target, model_target
@@ -40,6 +40,15 @@ ABLATION_DEFAULTS: dict[str, dict[str, float]] = {
     "tpa": {"copies": 10, "noise_radius": 0.112, "lookahead": 0.0113, "mix": 0.8},
     "tpa_paper": {"lam": 5.0, "copies": 10, "noise_radius": 0.112, "lookahead": 0.05},
 }
+
+
+def ablation_default(ab: Ablation, steps: int) -> float | None:
+    """The sweep's value at TPA's defaults, the main tables' setting (``steps``: their iterations);
+    None if the sweep has none."""
+    if ab.param == "steps":
+        return float(steps)
+    d = ABLATION_DEFAULTS.get(ab.label, {}).get(ab.param)
+    return None if d is None else float(d)
 
 
 @dataclass
@@ -293,8 +302,8 @@ def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
             if ab.param == "steps":
                 u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, int(v))
             else:
-                default = ABLATION_DEFAULTS.get(ab.label, {}).get(ab.param)
-                over: tuple[tuple[str, Any], ...] = () if default is not None and float(v) == float(default) \
+                default = ablation_default(ab, s.steps)
+                over: tuple[tuple[str, Any], ...] = () if default is not None and float(v) == default \
                     else ((ab.param, int(v) if ab.param == "copies" else float(v)),)
                 u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, s.steps, over)
             units.append(u)

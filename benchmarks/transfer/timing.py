@@ -27,6 +27,19 @@ from .store import Store, settings_key
 #: the attack every cost is compared with (one gradient per step: the cheapest iterative attack)
 REFERENCE = "mi"
 ROUNDS = 2
+#: below this many wall seconds the CPU share is not reported: a sub-millisecond interval's CPU time
+#: is dominated by the thread pool spinning up and down and reads well above or below 100 %
+MIN_SHARE_SECONDS = 0.05
+
+
+def cpu_share(seconds: float, cpu_seconds: float, threads: int) -> float | None:
+    """CPU time over wall time x ``threads`` (1.0: every thread busy throughout); None for an interval
+    shorter than :data:`MIN_SHARE_SECONDS`, too short to say."""
+    if threads < 1:
+        raise ValueError(f"cpu_share: threads must be >= 1, got {threads}")
+    if seconds < MIN_SHARE_SECONDS:
+        return None
+    return cpu_seconds / (seconds * threads)
 
 
 def timing_settings(surrogate: str, surrogate_id: dict[str, Any], attacks: Sequence[str], images: Images,
@@ -67,7 +80,7 @@ def measure(model: nn.Module, attacks: Sequence[str], images: Images, eps: float
         sec, cpu = best[label]
         passes = float(attack_passes_per_image(built[label]))
         rows.append({"attack": label, "seconds": sec, "images_per_s": n / sec, "passes_per_image": passes,
-                     "ms_per_pass": 1000 * sec / (n * passes), "cpu_share": cpu / (sec * threads),
+                     "ms_per_pass": 1000 * sec / (n * passes), "cpu_share": cpu_share(sec, cpu, threads),
                      "relative": None if ref is None else sec / ref[0]})
     return {"rows": rows, "n": n, "threads": threads, "machine": platform.machine(),
             "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,

@@ -96,6 +96,8 @@ def test_compare_uses_only_the_baselines_both_benchmarks_ran() -> None:
     part.settings = part.settings.replace(attacks=("mi", "vt", "ssa", "tpa"))
     c = paper.compare(part, spec)
     assert c is not None and c["pending"] == ["ssa"]
+    # the same best baseline gives one gap, the same number in both columns (not two roundings of it)
+    assert c["any_best"] == c["ours_best"] == "vt" and c["any_gap"] == c["ours_gap"]
     assert "SSA pending" in paper.section(part) and "Of 0 comparisons" in paper.section(part)
 
 
