@@ -158,7 +158,10 @@ class Defended(nn.Module):
             it stays usable as logits (argmax, cross-entropy). Draws are batched: the input is
             repeated ``draws`` times and the chain and model run on ``B * draws`` rows, chunked
             by ``max_batch``.
-        max_batch: largest number of rows sent to the model at once (None: no chunking).
+        max_batch: largest number of rows sent to the model at once (None: no chunking). With
+            random preprocessors (R&P, NRP's dynamic inference) each chunk draws from the generator
+            in turn, so the draws, and the output, depend on ``max_batch``: keep it fixed to
+            reproduce a result (same seed, same ``max_batch``, same output).
         grad_mode: see the module docstring.
 
     Attributes read by attacks: ``eot_samples`` (max over the chain, 1 if all are deterministic),

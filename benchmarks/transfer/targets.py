@@ -25,7 +25,8 @@ DEFENSE_TITLES = {"rp": "R&P", "fd": "FD", "jpeg": "JPEG (q=75)", "nrp": "NRP (t
 
 #: Rows per forward pass of the randomised defenses (R&P's 30 draws, RS's noise samples). On one CPU
 #: thread, 64 to 250 rows ran 1.7x (VGG at 35x35) to 2x (the width-16 ResNet-18) faster than 1000 or
-#: more; the classes do not depend on it (the noise stream does not depend on the chunking).
+#: more. RS's classes do not depend on it; R&P's and NRP's draws do (each chunk draws in turn), so a
+#: change of it changes a few of their images' classes (the quick run: 2 of 168 cells by one image in 40).
 ROWS_PER_FORWARD = 128
 
 

@@ -1,4 +1,5 @@
-"""Fixtures of the benchmark tests: a tiny random classifier (fast; for shapes, caching and keys only)."""
+"""Fixtures of the benchmark tests: a tiny random classifier (fast; for shapes, caching and keys only) and a
+synthetic Table 1 run state with known success counts (for the tables, the paper comparison and the report)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -6,6 +7,16 @@ from collections.abc import Callable
 import pytest
 import torch
 from torch import nn
+
+from benchmarks.transfer.crafting import Unit
+from benchmarks.transfer.images import Images
+from benchmarks.transfer.runner import RunState, UnitResult
+from benchmarks.transfer.settings import QUICK, Settings
+from benchmarks.transfer.stats import rate
+from benchmarks.transfer.store import Store
+from benchmarks.transfer.targets import Target
+
+StateFactory = Callable[..., RunState]
 
 
 def make_tiny(seed: int) -> nn.Module:
@@ -24,3 +35,28 @@ def make_tiny(seed: int) -> nn.Module:
 @pytest.fixture
 def tiny() -> Callable[[int], nn.Module]:
     return make_tiny
+
+
+def make_table1_state(means: dict[str, float], n: int = 200, settings: Settings = QUICK) -> RunState:
+    """Table 1 rows at 16/255 on surrogate ``sur`` and two black-box columns ``a`` and ``b``: attack
+    ``label`` (with success ``m`` in ``means``) fools the first ``round(m * n)`` of ``n`` images on each."""
+    s = settings.replace(attacks=tuple(means), surrogates=("sur",), defenses=(), targeted_eps=(), eps=(16 / 255,))
+    y = torch.arange(n) % 10
+    names = ["sur", "a", "b"]
+    targets = [Target(t, "normal", t, {}, lambda x: x) for t in names]
+    state = RunState(s, Store("/nonexistent"), Images(torch.zeros(n, 3, 2, 2), y, torch.arange(n), "synthetic", "all"),
+                     y, {}, {}, {}, targets, {t: y.clone() for t in names})
+    for label, m in means.items():
+        r = UnitResult(Unit("sur", label, 16 / 255, False, 10), "main", "k", 1.0, 1.0, 1.0, n)
+        k = round(m * n)
+        for t in names:
+            r.hits[t] = [1] * k + [0] * (n - k)
+            e = rate(k, n)
+            r.evals[t] = {"all": e, "correct": e}
+        state.results.append(r)
+    return state
+
+
+@pytest.fixture
+def table1_state() -> StateFactory:
+    return make_table1_state

@@ -2,19 +2,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 from benchmarks.transfer import paper
-from benchmarks.transfer.crafting import Unit
-from benchmarks.transfer.images import Images
-from benchmarks.transfer.runner import RunState, UnitResult
-from benchmarks.transfer.settings import QUICK
-from benchmarks.transfer.stats import rate
-from benchmarks.transfer.store import Store
-from benchmarks.transfer.targets import Target
+from benchmarks.transfer.runner import RunState
+
+StateFactory = Callable[..., RunState]
 
 SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "paper-tables.md"
 OURS = {"MI": "mi", "NI": "ni", "DI": "di", "TI": "ti", "VT": "vt", "SSA": "ssa", "RAP": "rap", "BSR": "bsr",
@@ -52,30 +48,11 @@ def test_paper_means_are_those_of_the_transcribed_tables() -> None:
             assert v == pytest.approx(got[k], abs=0.005), (table, k)
 
 
-def _state(means: dict[str, float], n: int = 200) -> RunState:
-    """Table 1 rows on two black-box columns; attack ``a`` fools the first ``round(m * n)`` images of each."""
-    s = QUICK.replace(attacks=tuple(means), surrogates=("sur",), defenses=(), targeted_eps=())
-    y = torch.arange(n) % 10
-    names = ["sur", "a", "b"]
-    targets = [Target(t, "normal", t, {}, lambda x: x) for t in names]
-    state = RunState(s, Store("/nonexistent"), Images(torch.zeros(n, 3, 2, 2), y, torch.arange(n), "synthetic", "all"),
-                     y, {}, {}, {}, targets, {t: y.clone() for t in names})
-    for label, m in means.items():
-        r = UnitResult(Unit("sur", label, 16 / 255, False, 10), "main", "k", 1.0, 1.0, 1.0, n)
-        k = round(m * n)
-        for t in names:
-            r.hits[t] = [1] * k + [0] * (n - k)
-            e = rate(k, n)
-            r.evals[t] = {"all": e, "correct": e}
-        state.results.append(r)
-    return state
-
-
-def test_compare_uses_only_the_baselines_both_benchmarks_ran() -> None:
+def test_compare_uses_only_the_baselines_both_benchmarks_ran(table1_state: StateFactory) -> None:
     from benchmarks.transfer.tables import table_specs
 
     # PGN (not in the paper) is our best baseline; among the paper's attacks VT is
-    state = _state({"mi": 0.50, "vt": 0.60, "pgn": 0.80, "tpa": 0.70})
+    state = table1_state({"mi": 0.50, "vt": 0.60, "pgn": 0.80, "tpa": 0.70})
     spec = next(sp for sp in table_specs(state) if sp.table == "table1")
     c = paper.compare(state, spec)
     assert c is not None
@@ -90,9 +67,9 @@ def test_compare_uses_only_the_baselines_both_benchmarks_ran() -> None:
     text = paper.section(state)
     assert "| 1 | 13 normally trained ImageNet models | 97.8 | BSR 92.0 | +5.8 |" in text
     assert "significantly (paired p < 0.05) in 1" in text and "pending" not in text
-    assert paper.compare(_state({"mi": 0.5, "pgn": 0.9}), spec) is None            # no TPA row
+    assert paper.compare(table1_state({"mi": 0.5, "pgn": 0.9}), spec) is None            # no TPA row
     # a planned baseline without its row is named, and the comparison is not counted as finished
-    part = _state({"mi": 0.50, "vt": 0.60, "tpa": 0.70})
+    part = table1_state({"mi": 0.50, "vt": 0.60, "tpa": 0.70})
     part.settings = part.settings.replace(attacks=("mi", "vt", "ssa", "tpa"))
     c = paper.compare(part, spec)
     assert c is not None and c["pending"] == ["ssa"]
@@ -101,9 +78,9 @@ def test_compare_uses_only_the_baselines_both_benchmarks_ran() -> None:
     assert "SSA pending" in paper.section(part) and "Of 0 comparisons" in paper.section(part)
 
 
-def test_compare_needs_a_shared_baseline() -> None:
+def test_compare_needs_a_shared_baseline(table1_state: StateFactory) -> None:
     from benchmarks.transfer.tables import table_specs
 
-    state = _state({"pgn": 0.5, "tpa": 0.6})       # PGN alone: nothing the paper ran
+    state = table1_state({"pgn": 0.5, "tpa": 0.6})       # PGN alone: nothing the paper ran
     spec = next(sp for sp in table_specs(state) if sp.table == "table1")
     assert paper.compare(state, spec) is None and paper.section(state) == ""

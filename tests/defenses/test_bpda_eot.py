@@ -115,3 +115,16 @@ def test_batch_equals_single_images_jpeg_bitdepth() -> None:
     out = BitDepthReduction(4)(x)
     assert set((out * 15).round().unique().tolist()) <= set(range(16))
     torch.testing.assert_close(out * 15, (out * 15).round(), rtol=0, atol=1e-5)
+
+
+def test_random_chain_reproducible_at_fixed_max_batch() -> None:
+    # documented contract: same seed and same max_batch give the same output; the draws follow the
+    # chunking, so another max_batch gives other draws (the reason the benchmark keeps it fixed)
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 10))
+    x = torch.rand(5, 3, 32, 32)
+
+    def run(max_batch: int) -> torch.Tensor:
+        return Defended(model, RandomResizePad(seed=3), draws=6, max_batch=max_batch)(x)
+
+    torch.testing.assert_close(run(8), run(8), rtol=0, atol=0)
+    assert not torch.allclose(run(8), run(30))
