@@ -18,6 +18,10 @@ from tpa_lightning.attacks import model_eval_no_param_grad
 
 Objective = Callable[[Tensor, Tensor], Tensor]
 
+#: white-box success at or above which an attack counts as one that fools the surrogate (the control
+#: for "a failed attack looks flat": an example still classified correctly sits at low loss)
+FOOLS_SURROGATE = 0.99
+
 
 def ce_per_sample(logits: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), y, reduction="none")

@@ -69,10 +69,25 @@ def compare(state: RunState, spec: TableSpec) -> dict[str, Any] | None:
             "columns": len(spec.black_box), "pending": pending}
 
 
+def comparisons(state: RunState) -> list[dict[str, Any]]:
+    """:func:`compare` of every table analogue that has one, by table, surrogate and eps (largest first)."""
+    return sorted((c for sp in table_specs(state) if (c := compare(state, sp)) is not None),
+                  key=lambda c: (c["table"], c["surrogate"], -c["eps_255"]))
+
+
+def tally(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Of the comparisons with every baseline finished (``done``): where TPA leads the best of the same
+    baselines at paired p < 0.05 (``lead``), trails it (``behind``), or neither (``tied``)."""
+    done = [c for c in rows if not c["pending"]]
+    sig = [c for c in done if c["ours_p"] is not None and c["ours_p"] < 0.05]
+    lead = sum(1 for c in sig if c["ours_gap"] > 0)
+    behind = sum(1 for c in sig if c["ours_gap"] < 0)
+    return {"done": len(done), "lead": lead, "behind": behind, "tied": len(done) - lead - behind}
+
+
 def section(state: RunState) -> str:
     """Markdown: one row per table analogue (surrogate, eps) with the paper's gap and ours."""
-    rows = sorted((c for sp in table_specs(state) if (c := compare(state, sp)) is not None),
-                  key=lambda c: (c["table"], c["surrogate"], -c["eps_255"]))
+    rows = comparisons(state)
     if not rows:
         return ""
     out = ["\n## Against the paper's claims\n",
@@ -93,12 +108,11 @@ def section(state: RunState) -> str:
                    f"{c['paper_best'].upper()} {c['paper_best_mean']:.1f} | {c['paper_gap']:+.1f} | "
                    f"`{c['surrogate']}`, {c['eps_255']}/255 | {c['columns']} | {c['ours_tpa']:.1f} | "
                    f"{ATTACK_TITLES[c['ours_best']]} {c['ours_best_mean']:.1f} | {c['ours_gap']:+.1f}{p} | {anyg} |")
-    done = [c for c in rows if not c["pending"]]
-    lead = sum(1 for c in done if c["ours_gap"] > 0 and c["ours_p"] is not None and c["ours_p"] < 0.05)
-    behind = sum(1 for c in done if c["ours_gap"] < 0 and c["ours_p"] is not None and c["ours_p"] < 0.05)
+    t = tally(rows)
     gaps = [c["paper_gap"] for c in rows]
-    out.append(f"\nOf {len(done)} comparisons with every baseline finished, TPA leads the best of the same "
-               f"baselines significantly (paired p < 0.05) in {lead}, trails significantly in {behind}, and is statistically tied in the rest. The "
+    out.append(f"\nOf {t['done']} comparisons with every baseline finished, TPA leads the best of the same "
+               f"baselines significantly (paired p < 0.05) in {t['lead']}, trails significantly in {t['behind']}, "
+               "and is statistically tied in the rest. The "
                f"paper's gaps for these tables are {min(gaps):+.1f} to {max(gaps):+.1f} points. Ours come from "
                "CIFAR-10 models trained here, 10 iterations and TPA's official-mode defaults; each table's notes "
                "give the measured facts that bear on the difference.")

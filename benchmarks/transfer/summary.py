@@ -1,0 +1,97 @@
+"""The report's opening summary ("In brief"): per table analogue the leading attack and where TPA
+stands, the count of the comparison with the paper, and the flatness correlations. Every figure is
+derived from the same results as the sections below it; nothing here is typed in by hand."""
+from __future__ import annotations
+
+from typing import Any
+
+from . import paper
+from .flatness import FOOLS_SURROGATE, rank_correlation
+from .runner import RunState
+from .settings import ATTACK_TITLES
+from .tables import TABLE_TITLES, TableSpec, mean_rate, paired_against, rows_of, table_specs
+
+#: TPA's modes: the attack under test and its paper-mode variant (neither counts as a baseline)
+TPA_LABELS = ("tpa", "tpa_paper")
+
+
+def standing(state: RunState, spec: TableSpec) -> dict[str, Any] | None:
+    """For ``spec``'s table: the attacks ranked by mean success over its black-box columns, TPA's
+    (official mode) rank, and TPA minus the best baseline, paired over the images (fractions); None
+    without a TPA row or a baseline."""
+    rows = rows_of(state, spec)
+    means = {a: m for a, r in rows.items() if (m := mean_rate(r, spec.black_box)) is not None}
+    baselines = [a for a in means if a not in TPA_LABELS]
+    if "tpa" not in means or not baselines:
+        return None
+    order = sorted(means, key=lambda a: -means[a])
+    best = max(baselines, key=lambda a: means[a])
+    return {"order": order, "means": means, "rank": order.index("tpa") + 1, "best_baseline": best,
+            "paired": paired_against(rows, "tpa", best, spec.black_box)}
+
+
+def _table_row(spec: TableSpec, st: dict[str, Any]) -> str:
+    lead = st["order"][0]
+    diff = st["paired"]
+    m = st["means"]
+    gap = (f"{100 * (m['tpa'] - m[st['best_baseline']]):+.1f}" if diff is None
+           else f"{100 * diff['diff']:+.1f} (p = {diff['p']:.2g})")
+    return (f"| {spec.table[-1]} | `{spec.surrogate}`, {spec.eps * 255:.0f}/255 | {len(spec.black_box)} | "
+            f"{ATTACK_TITLES[lead]} {100 * m[lead]:.1f} | {100 * m['tpa']:.1f}, {st['rank']} of {len(m)} | "
+            f"{ATTACK_TITLES[st['best_baseline']]}: {gap} |")
+
+
+def _flatness_lines(flat_rows: list[dict[str, Any]]) -> list[str]:
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in flat_rows:
+        if r.get("flatness") is not None and r.get("mean_asr") is not None:
+            groups.setdefault((r["surrogate"], r["eps_255"]), []).append(r)
+    out = []
+    for (sur, eps), rows in groups.items():
+        c = rank_correlation([r["flatness"] for r in rows], [r["mean_asr"] for r in rows])
+        ok = [r for r in rows if r.get("whitebox_asr") is not None and r["whitebox_asr"] >= FOOLS_SURROGATE]
+        cf = rank_correlation([r["flatness"] for r in ok], [r["mean_asr"] for r in ok])
+        if c["rho"] is None:
+            continue
+        text = (f"- `{sur}`, {eps:g}/255: over the {c['n']} attacks rho = {c['rho']:+.2f} (p = {c['p']:.2g}); "
+                f"in {c['discordant']} of {c['pairs']} pairs the flatter set transfers worse")
+        if cf["rho"] is not None:
+            text += (f"; over the {cf['n']} that fool the surrogate rho = {cf['rho']:+.2f} (p = {cf['p']:.2g})")
+        out.append(text + ".")
+    return out
+
+
+def section(state: RunState, flat_rows: list[dict[str, Any]]) -> str:
+    """Markdown "In brief" section; empty when no table has a TPA row yet."""
+    surs = list(state.settings.surrogates)
+    order = sorted(table_specs(state), key=lambda sp: (sp.table, surs.index(sp.surrogate) if sp.surrogate in surs
+                                                       else len(surs), -sp.eps))
+    specs = [(sp, st) for sp in order if (st := standing(state, sp)) is not None]
+    if not specs:
+        return ""
+    md = ["## In brief\n"]
+    if state.settings.quick:
+        md.append(f"**Quick version: {state.images.y.numel()} images and a weakly trained zoo, a check of the "
+                  "pipeline, not evidence** (see 'Reduced for the quick version' below; the full version's report "
+                  "is docs/results/README.md).\n")
+    md += [("Mean success over each table's black-box columns (%); TPA is the official mode at its defaults. The "
+            "last column is TPA minus the best baseline, in points, paired over the same images (t-test p). "
+            "Intervals, per-target numbers and each table's reasons are in the sections below.\n"),
+           ("| table | surrogate, eps | black-box columns | leading attack | TPA: mean, rank | TPA minus best "
+            "baseline |"),
+           "|---|---|---|---|---|---|"]
+    titles = {sp.table: TABLE_TITLES[sp.table] for sp, _ in specs}
+    md += [_table_row(sp, st) for sp, st in specs]
+    md.append("\nTables: " + "; ".join(f"{t[-1]} = {title}" for t, title in sorted(titles.items())) + ".")
+    t = paper.tally(paper.comparisons(state))
+    if t["done"]:
+        md.append(f"\nAgainst the paper (which reports TPA ahead of every baseline it ran): of {t['done']} "
+                  f"comparisons with the same baselines, TPA leads significantly in {t['lead']}, trails "
+                  f"significantly in {t['behind']} and ties in {t['tied']} (section 'Against the paper's claims').")
+    flat = _flatness_lines(flat_rows)
+    if flat:
+        md.append("\nFlatness (mean gradient norm around the adversarial examples, lower = flatter) against "
+                  "mean black-box success, Spearman rho over attacks (NEGATIVE would mean flatter sets transfer "
+                  "better):\n")
+        md += flat
+    return "\n".join(md) + "\n"
