@@ -33,12 +33,19 @@ class Unit:
     targeted: bool
     steps: int
     overrides: tuple[tuple[str, Any], ...] = ()
+    #: the attacks' random seed when it is not the run's (the seed study); None: the run's seed
+    seed: int | None = None
 
     @property
     def name(self) -> str:
         extra = "".join(f"-{k}{v:g}" if isinstance(v, (int, float)) else f"-{k}{v}" for k, v in self.overrides)
+        extra += "" if self.seed is None else f"-seed{self.seed}"
         return (f"{self.surrogate}-{self.label}-eps{self.eps * 255:.4g}-{'tgt' if self.targeted else 'untgt'}"
                 f"-T{self.steps}{extra}")
+
+    def attack_seed(self, run_seed: int) -> int:
+        """The seed this unit's attack draws from: its own, else the run's."""
+        return run_seed if self.seed is None else self.seed
 
     def config(self) -> tuple[str, dict[str, Any]]:
         return attack_config(self.label, self.eps, self.steps, **dict(self.overrides))

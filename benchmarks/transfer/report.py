@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ablation, plots, summary, tables
+from . import ablation, plots, seeds, summary, tables
 from . import paper as paper_mod
 from . import timing as timing_mod
 from .flatness import FOOLS_SURROGATE, rank_correlation
@@ -368,6 +368,8 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
                 md.append(f"\nOver the {c['n']} TPA settings of the ablation, Spearman rho between gradient norm "
                           f"and mean black-box ASR = {c['rho']:+.2f} (p = {c['p']:.2g}); {c['discordant']} of "
                           f"{c['pairs']} pairs have the flatter setting transferring worse.")
+
+    md.append(seeds.section(state))
 
     if flat_md:
         md.append("\n## Flatness against transferability (the paper's central question)\n")

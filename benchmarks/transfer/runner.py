@@ -54,7 +54,7 @@ def ablation_default(ab: Ablation, steps: int) -> float | None:
 @dataclass
 class UnitResult:
     unit: Unit
-    group: str                      # "main", "targeted" or "ablation"
+    group: str                      # "main", "targeted", "ablation" or "seeds"
     key: str
     seconds: float
     images_per_s: float
@@ -282,6 +282,12 @@ def targeted_units(s: Settings, surrogate: str) -> list[tuple[str, Unit]]:
             for eps in sorted(s.targeted_eps_for(surrogate), reverse=True) for a in craft_order(s.targeted_attacks)]
 
 
+def seed_units(s: Settings) -> list[tuple[str, Unit]]:
+    """The seed study's units, seed by seed (a run stopped part-way has every attack at the first seeds)."""
+    return [("seeds", Unit(s.ablation_surrogate, a, s.ablation_eps, False, s.steps, seed=k))
+            for k in s.seed_values for a in s.seed_attacks]
+
+
 def extremes_first(values: tuple[float, ...]) -> list[float]:
     """``values`` (ascending) reordered so that a sweep cut short still spans its range: the smallest,
     the largest, then the middle ones from the centre outwards."""
@@ -329,6 +335,8 @@ def work_list(s: Settings, parts: set[str]) -> list[tuple[str, Unit]]:
         work += [w for sur in full for w in main_units(s, sur)]
     if "ablation" in parts:
         work += ablation_units(s)
+    if "seeds" in parts:
+        work += seed_units(s)
     if "table3" in parts:
         work += [w for sur in s.surrogates for w in targeted_units(s, sur)]
     if main:
@@ -362,7 +370,7 @@ def select_units(work: list[tuple[str, Unit]], patterns: Sequence[str] | None) -
 
 
 def unit_targets(group: str, state: RunState, parts: set[str]) -> list[Target]:
-    if group in ("targeted", "ablation"):
+    if group in ("targeted", "ablation", "seeds"):
         return [t for t in state.targets if t.kind == "normal"]
     kinds = {PART_KINDS[p] for p in parts if p in PART_KINDS}
     if "flatness" in parts:
@@ -399,10 +407,11 @@ def measure_unit(state: RunState, group: str, unit: Unit, parts: set[str], compu
     tcls = state.targets_cls[:n]
     model = state.models[unit.surrogate]
     target_seed = s.seed + 1
-    key = unit_key(unit, state.ids[unit.surrogate], images, s.seed, target_seed, s.chunk)
+    seed = unit.attack_seed(s.seed)
+    key = unit_key(unit, state.ids[unit.surrogate], images, seed, target_seed, s.chunk)
     targets = unit_targets(group, state, parts)
     preds: dict[str, Tensor | None] = {t.name: _cached_only(state.store, t, n, unit.name, key) for t in targets}
-    need_flat = not unit.targeted and ("flatness" in parts or group == "ablation")
+    need_flat = not unit.targeted and (group == "ablation" or (group == "main" and "flatness" in parts))
     fkey = settings_key({"unit": key, "radius": s.flat_radius, "samples": s.flat_samples, "seed": s.seed + 3})
     flat = state.store.get_json("flat", unit.name, fkey) if need_flat else None
     record = crafted_record(state.store, unit, key)
@@ -412,7 +421,7 @@ def measure_unit(state: RunState, group: str, unit: Unit, parts: set[str], compu
         if compute:
             state.computed.add(unit.name)
         crafted = craft(state.store, unit, model, state.ids[unit.surrogate], images,
-                        tcls if unit.targeted else None, s.seed, s.chunk, s.max_batch_for(unit.surrogate),
+                        tcls if unit.targeted else None, seed, s.chunk, s.max_batch_for(unit.surrogate),
                         target_seed=target_seed, log=log, compute=compute)
         if crafted is None and record is None:
             return None

@@ -150,6 +150,7 @@ def csv_rows(state: RunState) -> list[dict[str, Any]]:
             out.append({
                 "group": r.group, "surrogate": u.surrogate, "attack": u.label, "eps_255": round(u.eps * 255, 4),
                 "targeted": u.targeted, "steps": u.steps, "overrides": ";".join(f"{k}={v}" for k, v in u.overrides),
+                "attack_seed": u.attack_seed(state.settings.seed),
                 "target": tname, "n": e["all"]["n"], "success": e["all"]["k"], "asr": e["all"]["rate"],
                 "asr_lo": e["all"]["lo"], "asr_hi": e["all"]["hi"], "n_clean_correct": e["correct"]["n"],
                 "success_clean_correct": e["correct"]["k"], "asr_correct": e["correct"]["rate"],
