@@ -79,9 +79,9 @@ def section(state: RunState) -> str:
     if not any(len(r["by_seed"]) > 1 for r in rs):
         return ""
     seeds = sorted({k for r in rs for k in r["by_seed"]})
-    md = [f"\n## Seed study: the attacks' own randomness (surrogate `{s.ablation_surrogate}`, eps = "
-          f"{s.ablation_eps * 255:.0f}/255, {state.images.y.numel()} images)\n",
-          ("The tables use attack seed " f"{s.seed}; their intervals cover the sampling of the images only. Here "
+    md = [(f"\n## Seed study: the attacks' own randomness (surrogate `{s.ablation_surrogate}`, eps = "
+           f"{s.ablation_eps * 255:.0f}/255, {state.images.y.numel()} images)\n"),
+          (f"The tables use attack seed {s.seed}; their intervals cover the sampling of the images only. Here "
            "the same attacks are crafted again with other seeds (same images, same targets); mean black-box "
            "success (%) over the normal targets:\n"),
           "| attack | " + " | ".join(f"seed {k}" for k in seeds) + " | mean | s.d. between seeds | range |",

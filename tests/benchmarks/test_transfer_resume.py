@@ -356,3 +356,28 @@ def test_only_computes_its_parts_but_reports_everything(tmp_path: Path, monkeypa
     calls.clear()
     assert cli.main(["--report-only", "--only", "table1", "--out", str(tmp_path / "out")]) == 0
     assert calls == [(None, False)]
+
+
+def test_seed_unit_crafts_with_its_own_seed(tmp_path: Path, images: Images, tiny: Tiny,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.transfer import crafting
+    from tpa_lightning.attacks import build_attack
+
+    seeds_used: list[int] = []
+
+    def recording_craft(*args: Any, **kwargs: Any) -> Any:
+        seeds_used.append(args[6])                    # craft(store, unit, model, id, images, targets, seed, ...)
+        return crafting.craft(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "craft", recording_craft)
+    state = _state(tmp_path, images, ("sur", "a"), tiny)
+    unit = Unit("sur", "tpa", 8 / 255, False, 2, seed=1)
+    got = runner.process_unit(state, "seeds", unit, {"seeds", "flatness"}, compute=True)
+    assert seeds_used == [1]
+    assert got is not None and set(got.evals) == {"sur", "a"}
+    assert got.flat_mean is None                      # the seed study measures transfer only
+    # the numbers are those of an independent TPA with seed 1 on the same chunks
+    name, opts = unit.config()
+    atk = build_attack(name, state.models["sur"], seed=1, max_batch=256, **opts)
+    x_adv = torch.cat([atk(images.x[i:i + 4], images.y[i:i + 4]) for i in (0, 4)])
+    assert got.hits["a"] == (state.models["a"](x_adv).argmax(1) != images.y).int().tolist()
