@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import paper
+from . import paper, seeds
 from .flatness import FOOLS_SURROGATE, rank_correlation
 from .runner import RunState
 from .settings import ATTACK_TITLES
@@ -88,6 +88,12 @@ def section(state: RunState, flat_rows: list[dict[str, Any]]) -> str:
         md.append(f"\nAgainst the paper (which reports TPA ahead of every baseline it ran): of {t['done']} "
                   f"comparisons with the same baselines, TPA leads significantly in {t['lead']}, trails "
                   f"significantly in {t['behind']} and ties in {t['tied']} (section 'Against the paper's claims').")
+    spread = [r for r in seeds.rows(state) if r["sd"] is not None]
+    if spread:
+        md.append("\nSeed study (the attacks' own random draws; section 'Seed study'): mean black-box success over "
+                  "attack seeds, s.d. between seeds: " + "; ".join(
+                      f"{ATTACK_TITLES[r['attack']]} {100 * r['mean']:.1f} (s.d. {100 * r['sd']:.2f} over "
+                      f"{len(r['by_seed'])} seeds)" for r in spread) + ".")
     flat = _flatness_lines(flat_rows)
     if flat:
         md.append("\nFlatness (mean gradient norm around the adversarial examples, lower = flatter) against "

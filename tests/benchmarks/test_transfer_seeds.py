@@ -78,6 +78,10 @@ def test_seed_rows_and_gaps_by_hand(table1_state: Callable[..., RunState]) -> No
     assert "| PGN | 80.0 | 72.5 | - | 76.2 |" in text
     # TPA trails PGN at seed 0 (-10.0) and leads at seed 1 (+2.5): no consistent sign
     assert "the same at every seed against none of them" in text
+    from benchmarks.transfer import summary
+
+    brief = summary.section(state, [])
+    assert "TPA (official) 70.0 (s.d. 5.00 over 3 seeds); PGN 76.2 (s.d. 5.30 over 2 seeds)" in brief
 
 
 def test_seed_section_waits_for_a_second_seed(table1_state: Callable[..., RunState]) -> None:
