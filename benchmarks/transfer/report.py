@@ -277,9 +277,12 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
     if state.missing:
         md.append(f"\n**Not available in this run** (their columns are absent): {', '.join(state.missing)}.")
     md.append("\n**Limits of what this measures:**\n")
-    md += [(f"- One seed ({s.seed}) for the attacks' random draws and one training run per zoo model: the "
-            f"intervals and paired tests cover the sampling of the {state.images.y.numel()} images, not the "
-            "variation between seeds or between retrained targets."),
+    studied = [r["attack"] for r in seeds.rows(state) if len(r["by_seed"]) > 1]
+    seed_note = ("" if not studied else " (the seed study re-crafts " + ", ".join(ATTACK_TITLES[a] for a in studied)
+                 + " with other seeds: section 'Seed study')")
+    md += [(f"- One seed ({s.seed}) for the attacks' random draws in the tables{seed_note} and one training run "
+            f"per zoo model: the tables' intervals and paired tests cover the sampling of the "
+            f"{state.images.y.numel()} images, not the variation between seeds or between retrained targets."),
            (f"- {DATASET}: 32x32 images, decoded from a JPEG copy of the test set, and small models (trained "
             "here, plus the shipped ResNet-18; clean accuracies in the target table), against the paper's "
             "ImageNet models; TPA's pixel-unit hyperparameters (b, k) are kept as released, not retuned for "
