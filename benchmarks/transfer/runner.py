@@ -326,7 +326,7 @@ def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
 
 def work_list(s: Settings, parts: set[str]) -> list[tuple[str, Unit]]:
     """Units in the order they are made, most informative per CPU-hour first: the untargeted units of
-    the surrogates crafted in full (largest eps first), the ablation, the targeted units, and last the
+    the surrogates crafted in full (largest eps first), the ablation, the seed study, the targeted units, and last the
     untargeted units of the surrogates with a reduced plan (the expensive full-width ResNet-18)."""
     main = bool(parts & {"table1", "table2", "table5", "flatness"})
     full = [sur for sur in s.surrogates if sur not in s.surrogate_plans]
