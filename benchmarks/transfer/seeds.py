@@ -9,15 +9,11 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from .ablation import black_box
 from .runner import RunState, UnitResult
 from .settings import ATTACK_TITLES
 from .stats import as_tensor, paired_difference
 from .tables import mean_rate
-
-
-def black_box(state: RunState) -> tuple[str, ...]:
-    sur = state.settings.ablation_surrogate
-    return tuple(t.name for t in state.targets if t.kind == "normal" and t.name != sur)
 
 
 def runs(state: RunState) -> dict[str, dict[int, UnitResult]]:
