@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ Objective = Callable[[Tensor, Tensor], Tensor]
 #: white-box success at or above which an attack counts as one that fools the surrogate (the control
 #: for "a failed attack looks flat": an example still classified correctly sits at low loss)
 FOOLS_SURROGATE = 0.99
+
 
 
 def ce_per_sample(logits: Tensor, y: Tensor) -> Tensor:
@@ -79,3 +81,10 @@ def rank_correlation(flat: list[float], success: list[float]) -> dict[str, float
                 disc += 1
     return {"n": n, "rho": None if math.isnan(rho) else rho, "p": None if math.isnan(p) else p,
             "discordant": disc, "pairs": pairs}
+
+
+def fooling_correlation(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, float | int | None]]:
+    """The entries (one per attack: ``flatness``, ``mean_asr``, ``whitebox_asr``) whose attack fools the
+    surrogate on at least :data:`FOOLS_SURROGATE` of the images, and :func:`rank_correlation` among them."""
+    ok = [e for e in entries if e.get("whitebox_asr") is not None and e["whitebox_asr"] >= FOOLS_SURROGATE]
+    return ok, rank_correlation([e["flatness"] for e in ok], [e["mean_asr"] for e in ok])

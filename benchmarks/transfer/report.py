@@ -13,7 +13,7 @@ from typing import Any
 from . import ablation, plots, seeds, summary, tables
 from . import paper as paper_mod
 from . import timing as timing_mod
-from .flatness import FOOLS_SURROGATE, rank_correlation
+from .flatness import FOOLS_SURROGATE, fooling_correlation, rank_correlation
 from .runner import TWIN_SLOWER, RunState
 from .settings import ATTACK_TITLES, NOTES
 from .stats import rate
@@ -66,14 +66,8 @@ def _per_image_correlation(full: list[dict[str, Any]], fooling_only: bool = Fals
     return rank_correlation(img_f, img_s) if len(img_f) >= 3 else None
 
 
-def _fooling(full: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The attacks that fool the surrogate, and the rank correlation of flatness and transfer among them."""
-    ok = [e for e in full if e["whitebox_asr"] is not None and e["whitebox_asr"] >= FOOLS_SURROGATE]
-    return ok, rank_correlation([e["flatness"] for e in ok], [e["mean_asr"] for e in ok])
-
-
 def _controlled_text(full: list[dict[str, Any]], ok: list[dict[str, Any]], c: dict[str, Any]) -> str:
-    """The correlation again among what fools the surrogate only (``ok, c = _fooling(full)``): an example
+    """The correlation again among what fools the surrogate only (``ok, c = fooling_correlation(full)``): an example
     the surrogate still classifies correctly sits at low loss, where gradients are small, so failed
     attacks look flat."""
     t = (f"Control for success on the surrogate (a set the surrogate still classifies correctly sits at low "
@@ -120,7 +114,7 @@ def flatness_section(state: RunState, out: Path, figures: list[str]) -> tuple[st
             md.append("")
             md.append(_correlation_text(c, ci, len(full)))
             md.append("")
-            fooling, cf = _fooling(full)
+            fooling, cf = fooling_correlation(full)
             md.append(_controlled_text(full, fooling, cf))
             fig = f"flatness_{sur}_eps{round(eps * 255)}.png"
             rho, rho_f = ("n/a" if x["rho"] is None else f"{x['rho']:+.2f}" for x in (c, cf))

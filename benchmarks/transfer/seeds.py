@@ -12,8 +12,7 @@ from typing import Any
 from .ablation import black_box
 from .runner import RunState, UnitResult
 from .settings import ATTACK_TITLES
-from .stats import as_tensor, paired_difference
-from .tables import mean_rate
+from .tables import mean_rate, paired_against
 
 
 def runs(state: RunState) -> dict[str, dict[int, UnitResult]]:
@@ -31,17 +30,13 @@ def runs(state: RunState) -> dict[str, dict[int, UnitResult]]:
     return out
 
 
-def _per_image(r: UnitResult, columns: tuple[str, ...]) -> Any:
-    fooled = r.fooled(columns)
-    return None if fooled is None else as_tensor(fooled).double() / len(columns)
-
-
 def rows(state: RunState) -> list[dict[str, Any]]:
     """Per attack: mean black-box success per seed (fractions), their mean, standard deviation and range."""
     bb = black_box(state)
+    all_runs = runs(state)
     out = []
     for label in state.settings.seed_attacks:
-        by_seed = runs(state).get(label, {})
+        by_seed = all_runs.get(label, {})
         means = {k: m for k, r in sorted(by_seed.items()) if (m := mean_rate(r, bb)) is not None}
         if not means:
             continue
@@ -61,10 +56,9 @@ def gaps(state: RunState) -> list[dict[str, Any]]:
         if label == "tpa":
             continue
         for k in sorted(set(tpa) & set(by_seed)):
-            a, b = _per_image(tpa[k], bb), _per_image(by_seed[k], bb)
-            if a is None or b is None or a.numel() < 2:
-                continue
-            out.append({"other": label, "seed": k, **paired_difference(a, b)})
+            d = paired_against({"tpa": tpa[k], label: by_seed[k]}, "tpa", label, bb)
+            if d is not None:
+                out.append({"other": label, "seed": k, **d})
     return out
 
 

@@ -191,7 +191,8 @@ QUICK = Settings(
     quick=True, images=40, eps=(16 / 255,), surrogates=("resnet18",),
     attacks=("fgsm", "pgd", "mi", "di", "vt", "bsr", "tpa", "tpa_paper"),
     targeted_attacks=("mi", "tpa"), targeted_eps=(16 / 255,),
-    ablation_images=40, ablations=QUICK_ABLATIONS, seed_attacks=("tpa",), seed_values=(1,), chunk=40, flat_samples=4, timing_images=16,
+    ablation_images=40, ablations=QUICK_ABLATIONS, seed_attacks=("tpa",), seed_values=(1,), chunk=40,
+    flat_samples=4, timing_images=16,
     purifier_overrides=("data.limit_train=512", "data.val_size=128", "trainer.max_epochs=1", "purifier.nb=1",
                         "purifier.nf=32", "purifier.gc=16"),
     reductions=(

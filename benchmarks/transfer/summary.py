@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import paper, seeds
-from .flatness import FOOLS_SURROGATE, rank_correlation
+from .flatness import fooling_correlation, rank_correlation
 from .runner import RunState
 from .settings import ATTACK_TITLES
 from .tables import TABLE_TITLES, TableSpec, mean_rate, paired_against, rows_of, table_specs
@@ -49,8 +49,7 @@ def _flatness_lines(flat_rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for (sur, eps), rows in groups.items():
         c = rank_correlation([r["flatness"] for r in rows], [r["mean_asr"] for r in rows])
-        ok = [r for r in rows if r.get("whitebox_asr") is not None and r["whitebox_asr"] >= FOOLS_SURROGATE]
-        cf = rank_correlation([r["flatness"] for r in ok], [r["mean_asr"] for r in ok])
+        _, cf = fooling_correlation(rows)
         if c["rho"] is None:
             continue
         text = (f"- `{sur}`, {eps:g}/255: over the {c['n']} attacks rho = {c['rho']:+.2f} (p = {c['p']:.2g}); "

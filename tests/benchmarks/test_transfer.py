@@ -387,7 +387,8 @@ def test_analysis_flags_paper_mode_below_the_clean_error() -> None:
 def test_flatness_control_keeps_only_what_fools_the_surrogate() -> None:
     from scipy.stats import spearmanr
 
-    from benchmarks.transfer.report import _controlled_text, _fooling
+    from benchmarks.transfer.flatness import fooling_correlation
+    from benchmarks.transfer.report import _controlled_text
 
     def entry(wb: float, flat: list[float], fooled: list[int], hits: list[int]) -> dict[str, Any]:
         return {"whitebox_asr": wb, "flatness": sum(flat) / len(flat), "mean_asr": sum(fooled) / (2 * len(fooled)),
@@ -397,7 +398,7 @@ def test_flatness_control_keeps_only_what_fools_the_surrogate() -> None:
             entry(1.0, [4.0, 4.2, 3.9, 4.1], [1, 2, 1, 2], [1, 1, 1, 1]),
             entry(1.0, [5.0, 5.5, 5.2, 4.9], [2, 2, 1, 2], [1, 1, 1, 1]),
             entry(1.0, [6.0, 6.1, 6.3, 5.8], [2, 2, 2, 2], [1, 1, 1, 1])]
-    text = _controlled_text(full, *_fooling(full))
+    text = _controlled_text(full, *fooling_correlation(full))
     assert "among the 3 attacks that fool the surrogate on at least 99 %" in text
     assert "rho = +1.00" in text and "3 of 3 pairs have the flatter set transferring worse" in text
     f = [v for e in full for v, h in zip(e["flat_images"], e["whitebox_images"]) if h]
