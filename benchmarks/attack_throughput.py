@@ -12,6 +12,13 @@ released TPA code (fmy266/TPA, ``TAEFEP``): 1 + 2N sequential forward+backward p
 per iteration, with parameter gradients ON (``loss.backward()``), same formulas as official mode.
 It is not their code; it reproduces the cost structure only.
 
+Defaults: TPA is also built exactly as a user would, ``TPA(model, steps=..., copies=..., seed=0)``
+with no ``max_batch`` (so ``"auto"``: 64-row chunks on a CPU, see ``tpa_lightning.chunking``), at
+fp32 and, where the CPU has bf16, with ``precision="bf16"``. Its rows (kind ``default``) give the
+ratio to the bound and the speed-up over ``authors-loop`` (fp32), next to the explicit
+``--max-batch`` rows. With ``--max-batch auto`` (the default) the explicit TPA rows would repeat
+the default rows, so they are skipped; pass an int (e.g. ``--max-batch 1024``) to compare.
+
 Peak memory: each ``max_batch`` value runs one TPA iteration in a fresh subprocess and reports
 the peak resident set (``VmHWM``; includes the Python/torch baseline).
 """
@@ -32,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tpa_lightning.attacks import Attack, attack_passes_per_image, build_attack
+from tpa_lightning.attacks import TPA, Attack, attack_passes_per_image, build_attack
+from tpa_lightning.chunking import AUTO, check_max_batch, rows_per_chunk
 from tpa_lightning.models import build_model
 
 
@@ -46,6 +54,14 @@ def bf16_support() -> tuple[bool, str]:
         pass
     found = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
     return bool(found), f"torch cpu capability {cap}; cpu flags: {', '.join(found) or 'no avx512_bf16/amx_bf16'}"
+
+
+def max_batch_arg(value: str) -> int | str:
+    """``--max-batch``: ``auto`` or an integer >= 1."""
+    try:
+        return check_max_batch("--max-batch", int(value) if value.isdigit() else value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -132,10 +148,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--copies", type=int, default=10, help="TPA N (and VT/PGN/SSA/BSR copies)")
     p.add_argument("--attacks", default="tpa,pgd", help="comma-separated registry names")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--max-batch", type=int, default=1024)
+    p.add_argument("--max-batch", type=max_batch_arg, default=AUTO,
+                   help="rows per chunk of the explicit attack rows: an int or 'auto' (default)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--no-bf16", action="store_true")
     p.add_argument("--no-authors", action="store_true")
+    p.add_argument("--no-defaults", action="store_true", help="skip TPA built with its default max_batch")
     p.add_argument("--memory", default="16:10,64:10,176:10,64:20",
                    help="max_batch:copies pairs of the memory probe, comma-separated ('' = skip)")
     p.add_argument("--out", default="docs/benchmarks/attack_throughput.csv")
@@ -158,8 +176,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model {args.model}, batch {args.batch}, steps {args.steps}, copies {args.copies}, "
           f"threads {args.threads}, torch {torch.__version__}; bf16: {has_bf16} ({how})", flush=True)
 
+    names = [a for a in args.attacks.split(",") if a]
     attacks: dict[tuple[str, str], Attack] = {}
-    for name in [a for a in args.attacks.split(",") if a]:
+    for name in names:
+        if name == "tpa" and args.max_batch == AUTO and not args.no_defaults:
+            continue                     # the same configuration as the default rows below
         for prec in precisions:
             opts: dict[str, object] = {"steps": args.steps, "seed": 0, "max_batch": args.max_batch, "precision": prec}
             if name in ("tpa", "vt", "pgn", "ssa", "bsr"):
@@ -167,23 +188,38 @@ def main(argv: list[str] | None = None) -> None:
             if name == "rap":
                 opts["late_start"] = 0
             attacks[(name, prec)] = build_attack(name, model, **opts)
+    # TPA exactly as a user builds it: no max_batch argument (the default, "auto")
+    defaults: dict[str, Attack] = {}
+    if not args.no_defaults:
+        for prec in precisions:
+            if prec == "32":
+                defaults[prec] = TPA(model, steps=args.steps, copies=args.copies, seed=0)
+            else:
+                defaults[prec] = TPA(model, steps=args.steps, copies=args.copies, seed=0, precision=prec)
+    stacked = args.batch * (args.copies + 1)
+    default_note = (f"TPA built with no max_batch (default {AUTO!r}: "
+                    f"{rows_per_chunk(AUTO, x.device, stacked)} rows per chunk on {x.device.type}, "
+                    f"stacked batch {stacked})")
     raw_fns = {prec: raw_pass(model, x, y, torch.bfloat16 if prec == "bf16" else None) for prec in precisions}
     for fn in raw_fns.values():  # warm-up
         fn()
-    for atk in attacks.values():
+    for atk in [*attacks.values(), *defaults.values()]:
         atk(x, y)
 
     raw_t: dict[str, list[float]] = {prec: [] for prec in precisions}
     atk_t: dict[tuple[str, str], list[float]] = {key: [] for key in attacks}
+    default_t: dict[str, list[float]] = {prec: [] for prec in defaults}
     authors_t: list[float] = []
+    timed_calls = [(key, key[1], atk, atk_t[key]) for key, atk in attacks.items()]
+    timed_calls += [(("tpa", prec), prec, atk, default_t[prec]) for prec, atk in defaults.items()]
     for rep in range(args.repeats):
-        for key, atk in attacks.items():
+        for _key, prec, atk, samples in timed_calls:
             # the raw pass is timed right next to each attack call (same precision), so both see
             # the same machine load; the bound uses the median of all raw samples of that precision
-            raw_fns[key[1]]()
-            raw_t[key[1]].append(timed(raw_fns[key[1]]))
-            atk_t[key].append(timed(lambda a=atk: a(x, y)))  # type: ignore[misc]
-        if not args.no_authors and "tpa" in args.attacks.split(","):
+            raw_fns[prec]()
+            raw_t[prec].append(timed(raw_fns[prec]))
+            samples.append(timed(lambda a=atk: a(x, y)))  # type: ignore[misc]
+        if not args.no_authors and "tpa" in names:
             for q in model.parameters():
                 q.requires_grad_(True)
             authors_t.append(timed(lambda: authors_loop(model, x, y, args.steps, args.copies)))
@@ -194,27 +230,41 @@ def main(argv: list[str] | None = None) -> None:
 
     rows: list[dict[str, object]] = []
     raw_ips = {prec: args.batch / statistics.median(v) for prec, v in raw_t.items()}
+    authors_ips = args.batch / statistics.median(authors_t) if authors_t else None
+
+    def over_authors(name: str, ips: float) -> object:
+        return "" if authors_ips is None or name != "tpa" else round(ips / authors_ips, 3)
+
     for prec in precisions:
         rows.append({"kind": "raw_fwd_bwd", "attack": "-", "precision": prec, "passes_per_image": 1,
-                         "images_per_s": round(raw_ips[prec], 3), "bound_images_per_s": round(raw_ips[prec], 3),
-                         "ratio_to_bound": 1.0, "ratio_to_fp32_bound": "", "note": f"batch {args.batch}"})
-    for (name, prec), times in atk_t.items():
-        passes = attack_passes_per_image(attacks[(name, prec)])
+                     "images_per_s": round(raw_ips[prec], 3), "bound_images_per_s": round(raw_ips[prec], 3),
+                     "ratio_to_bound": 1.0, "ratio_to_fp32_bound": "", "speedup_over_authors_loop": "",
+                     "note": f"batch {args.batch}"})
+    measured = [("attack", name, prec, attacks[(name, prec)], times, f"max_batch {args.max_batch}")
+                for (name, prec), times in atk_t.items()]
+    measured += [("default", "tpa", prec, defaults[prec], times, default_note) for prec, times in default_t.items()]
+    for kind, name, prec, atk, times, note in measured:
+        passes = attack_passes_per_image(atk)
         ips = args.batch / statistics.median(times)
         bound = raw_ips[prec] / passes
-        rows.append({"kind": "attack", "attack": name, "precision": prec, "passes_per_image": passes,
-                         "images_per_s": round(ips, 4), "bound_images_per_s": round(bound, 4),
-                         "ratio_to_bound": round(ips / bound, 3),
-                         "ratio_to_fp32_bound": round(ips / (raw_ips["32"] / passes), 3), "note": ""})
-    if authors_t:
+        rows.append({"kind": kind, "attack": name, "precision": prec, "passes_per_image": passes,
+                     "images_per_s": round(ips, 4), "bound_images_per_s": round(bound, 4),
+                     "ratio_to_bound": round(ips / bound, 3),
+                     "ratio_to_fp32_bound": round(ips / (raw_ips["32"] / passes), 3),
+                     "speedup_over_authors_loop": over_authors(name, ips), "note": note})
+    if authors_ips is not None:
         passes = args.steps * (1 + 2 * args.copies)
-        ips = args.batch / statistics.median(authors_t)
-        ours = args.batch / statistics.median(atk_t[("tpa", "32")])
+        ours_t = default_t.get("32") or atk_t.get(("tpa", "32"))
+        note = ""
+        if ours_t:
+            ours = args.batch / statistics.median(ours_t)
+            which = "default" if default_t.get("32") else f"max_batch {args.max_batch}"
+            note = f"toolkit tpa fp32 ({which}) speed-up over it: {ours / authors_ips:.2f}x"
         rows.append({"kind": "authors_loop_reimplementation", "attack": "tpa", "precision": "32",
-                         "passes_per_image": passes, "images_per_s": round(ips, 4),
-                         "bound_images_per_s": round(raw_ips["32"] / passes, 4),
-                         "ratio_to_bound": round(ips / (raw_ips["32"] / passes), 3), "ratio_to_fp32_bound": "",
-                         "note": f"toolkit tpa fp32 speed-up over it: {ours / ips:.2f}x"})
+                     "passes_per_image": passes, "images_per_s": round(authors_ips, 4),
+                     "bound_images_per_s": round(raw_ips["32"] / passes, 4),
+                     "ratio_to_bound": round(authors_ips / (raw_ips["32"] / passes), 3), "ratio_to_fp32_bound": "",
+                     "speedup_over_authors_loop": 1.0, "note": note})
 
     pairs = [tuple(int(t) for t in v.split(":")) for v in args.memory.split(",") if v]
     for mb, n in pairs:
@@ -224,13 +274,14 @@ def main(argv: list[str] | None = None) -> None:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         info = json.loads(out)
         rows.append({"kind": "memory", "attack": "tpa", "precision": "32", "passes_per_image": 1 + 2 * n,
-                         "images_per_s": "", "bound_images_per_s": "", "ratio_to_bound": "", "ratio_to_fp32_bound": "",
-                         "note": (f"max_batch {mb}, N {n} (stacked batch B*(N+1) = {args.batch * (n + 1)}): "
-                               f"peak RSS {info['peak_mib']:.0f} MiB, before attack "
-                               f"{info['before_attack_mib']:.0f} MiB")})
+                     "images_per_s": "", "bound_images_per_s": "", "ratio_to_bound": "", "ratio_to_fp32_bound": "",
+                     "speedup_over_authors_loop": "",
+                     "note": (f"max_batch {mb}, N {n} (stacked batch B*(N+1) = {args.batch * (n + 1)}): "
+                              f"peak RSS {info['peak_mib']:.0f} MiB, before attack "
+                              f"{info['before_attack_mib']:.0f} MiB")})
 
     fields = ["kind", "attack", "precision", "passes_per_image", "images_per_s", "bound_images_per_s",
-              "ratio_to_bound", "ratio_to_fp32_bound", "note"]
+              "ratio_to_bound", "ratio_to_fp32_bound", "speedup_over_authors_loop", "note"]
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with out_path.open("w", newline="") as fh:
@@ -239,7 +290,23 @@ def main(argv: list[str] | None = None) -> None:
         w.writerows(rows)
     for r in rows:
         print(", ".join(f"{k}={r[k]}" for k in fields if r[k] != ""))
+    print_table(rows)
     print(f"wrote {out_path}")
+
+
+def print_table(rows: list[dict[str, object]]) -> None:
+    """The attack rows as a table: explicit ``--max-batch`` rows next to the defaults."""
+    head = ("kind", "attack", "precision", "images/s", "ratio_to_bound", "ratio_to_fp32_bound", "x authors_loop")
+    keys = ("kind", "attack", "precision", "images_per_s", "ratio_to_bound", "ratio_to_fp32_bound",
+            "speedup_over_authors_loop")
+    body = [[str(r[k]) for k in keys] for r in rows if r["kind"] in ("attack", "default",
+                                                                      "authors_loop_reimplementation")]
+    if not body:
+        return
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    print()
+    for line in [list(head), *body]:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from tpa_lightning.checks import check_images, check_positive
+from tpa_lightning.chunking import AUTO, ChunkSize, check_max_batch
 
 GRAD_MODES = ("default", "bpda", "approx", "none")
 
@@ -158,17 +159,22 @@ class Defended(nn.Module):
             it stays usable as logits (argmax, cross-entropy). Draws are batched: the input is
             repeated ``draws`` times and the chain and model run on ``B * draws`` rows, chunked
             by ``max_batch``.
-        max_batch: largest number of rows sent to the model at once (None: no chunking). With
-            random preprocessors (R&P, NRP's dynamic inference) each chunk draws from the generator
-            in turn, so the draws, and the output, depend on ``max_batch``: keep it fixed to
-            reproduce a result (same seed, same ``max_batch``, same output).
+        max_batch: largest number of rows sent through the chain and the model at once: an int,
+            ``"auto"`` (default) or None (no chunking: every row at once). ``"auto"`` is 64 rows
+            on a CPU and every row at once on a GPU, halved on out-of-memory
+            (:mod:`tpa_lightning.chunking`). With deterministic preprocessors the output does not
+            depend on it. With random preprocessors (R&P, NRP's dynamic inference) each chunk
+            draws from the generator in turn, so the draws, and the output, depend on the chunk
+            size, hence with ``"auto"`` on the device (and on a GPU on any out-of-memory back-off):
+            to reproduce a result across devices pass an int (same seed, same int ``max_batch``,
+            same output).
         grad_mode: see the module docstring.
 
     Attributes read by attacks: ``eot_samples`` (max over the chain, 1 if all are deterministic),
     ``random``, ``gradient`` ("exact" if every preprocessor is exact, else "bpda")."""
 
     def __init__(self, model: nn.Module, preprocessors: Preprocessor | Sequence[Preprocessor],
-                 draws: int = 1, max_batch: int | None = None, grad_mode: str = "default") -> None:
+                 draws: int = 1, max_batch: int | str | None = AUTO, grad_mode: str = "default") -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}")
@@ -180,7 +186,8 @@ class Defended(nn.Module):
         self.preprocessors = nn.ModuleList(chain)
         self.chain: list[Preprocessor] = chain
         self.draws = check_int("draws", draws)
-        self.max_batch = None if max_batch is None else check_int("max_batch", max_batch)
+        self.max_batch = None if max_batch is None else check_max_batch("max_batch", max_batch)
+        self._chunks: ChunkSize | None = None if self.max_batch is None else ChunkSize(self.max_batch)
         self.set_grad_mode(grad_mode)
 
     # --- declarations read by attacks and reports -------------------------------------------
@@ -234,10 +241,15 @@ class Defended(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_images(x.detach())
         rows = x.repeat_interleave(self.draws, dim=0) if self.draws > 1 else x
-        if self.max_batch is None or rows.shape[0] <= self.max_batch:
+        if self.max_batch is None:
             logits = self._logits(rows)
         else:
-            logits = torch.cat([self._logits(c) for c in rows.split(self.max_batch)])
+            if self._chunks is None or self._chunks.max_batch != self.max_batch:   # reassigned
+                self._chunks = ChunkSize(check_max_batch("max_batch", self.max_batch))
+            parts: list[Tensor] = []
+            self._chunks.run(lambda start, stop: parts.append(self._logits(rows[start:stop])), rows.shape[0],
+                             rows.device)
+            logits = parts[0] if len(parts) == 1 else torch.cat(parts)
         if self.draws == 1:
             return logits
         probs = logits.float().softmax(dim=-1).view(x.shape[0], self.draws, -1).mean(dim=1)

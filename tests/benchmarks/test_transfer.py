@@ -88,9 +88,9 @@ class CountingFactory:
         outer = self
 
         class Counted(type(atk)):  # type: ignore[misc, valid-type]
-            def perturb(self, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+            def perturb(self, x: Tensor, y: Tensor, target: Tensor | None = None, **kw: Any) -> Tensor:
                 outer.calls += 1
-                return super().perturb(x, y, target=target)
+                return super().perturb(x, y, target=target, **kw)
 
         atk.__class__ = Counted
         return atk

@@ -10,7 +10,7 @@ from .momentum import MI, NI
 from .neighbourhood import GNP, PGN, VT
 from .objectives import attack_objective
 from .rap import RAP
-from .registry import ATTACKS, attack_passes_per_image, build_attack
+from .registry import ATTACKS, attack_option_names, attack_passes_per_image, build_attack
 from .tpa import TPA
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "Attack",
     "MomentumMixin",
     "attack_objective",
+    "attack_option_names",
     "attack_passes_per_image",
     "build_attack",
     "model_eval_no_param_grad",

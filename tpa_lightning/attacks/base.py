@@ -11,26 +11,40 @@ The base class owns everything around that: input checks, the model-mode context
 (summed per sample), the random generator, batched and ``max_batch``-chunked gradient passes
 (:meth:`Attack.input_grad`), EOT and ``torch.autocast``.
 
-Randomness. With ``seed=s`` each call re-seeds a ``torch.Generator`` on the input's device with
-``s``, and every random draw of a per-image quantity (noise, random start) is drawn ONCE per call
-and shared by every image of the batch: the draws of an image depend only on the seed and the
-iteration, never on the batch it is in, so attacking a batch equals attacking each image alone with
-the same seed. Random input transforms (DI, BSR) are drawn once per copy for the whole batch, as in
-the methods' published code. With ``seed=None`` the generator is seeded randomly and per-image
-noise is drawn independently for each image.
+Randomness. Three schemes, chosen per call (``atk(x, y, seed=..., keys=...)``; the seed defaults to
+the one given at construction):
+
+- ``keys`` given (one int per image, e.g. its index in the dataset) and a seed: image ``i`` draws
+  its per-image quantities (noise, random start, copies) from its own stream, seeded by
+  ``(seed, keys[i])``. Draws are independent between images AND independent of the batch an
+  image is in: what adversarial training and evaluation both want.
+- a seed without ``keys``: every per-image quantity is drawn ONCE per call and shared by every
+  image of the batch, so an image's draws depend only on the seed and the iteration, never on its
+  batch (attacking a batch equals attacking each image alone). Every image of a batch then starts
+  from the same random pattern: right for a repeatable evaluation, wrong for training.
+- ``seed=None``: a randomly seeded generator, independent draws per image, not repeatable.
+
+Random input transforms (DI, BSR, and the other per-copy parameters of :meth:`rand_scalars`) are
+drawn once per copy for the whole batch from the call's generator, as in the methods' published code.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import inspect
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..checks import check_images, check_labels, check_positive
+from ..chunking import AUTO, ChunkSize, check_max_batch
 from .context import model_eval_no_param_grad
 from .objectives import LOSSES, attack_objective
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 NORMS: tuple[str, ...] = ("linf", "l2")
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -52,6 +66,13 @@ def per_sample_mean_abs(t: Tensor) -> Tensor:
     return t.abs().flatten(1).mean(1).view(-1, *([1] * (t.dim() - 1)))
 
 
+def stream_seed(seed: int, key: int) -> int:
+    """Seed of image ``key``'s random stream under the call seed ``seed`` (a 63-bit hash of both, so
+    neighbouring keys or seeds give unrelated streams)."""
+    digest = hashlib.blake2b(f"{int(seed)}:{int(key)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 def _check_int(name: str, value: int, minimum: int) -> int:
     if isinstance(value, bool) or int(value) != value or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -71,8 +92,12 @@ class Attack:
         norm: ``"linf"`` (default) or ``"l2"`` where the attack allows it.
         seed: seed of the attack's ``torch.Generator`` (re-seeded on every call, so the same seed
             gives the same result); ``None`` (default) is nondeterministic.
-        max_batch: most inputs sent through the model in one forward+backward (default 1024);
-            multi-sample passes are stacked and chunked by it, so memory is bounded by it.
+        max_batch: most inputs sent through the model in one forward+backward; multi-sample
+            passes are stacked and chunked by it, so memory is bounded by it. ``"auto"``
+            (default): 64-row chunks on a CPU (the fastest measured there), the whole stacked
+            batch at once on a GPU, halved on out-of-memory (:mod:`tpa_lightning.chunking`). An
+            int is used as given. The result does not depend on it (each row's gradient is
+            independent).
         clamp_each_step: keep every iterate ``x + delta`` inside [0, 1] (default True).
         precision: ``"32"`` (default), ``"bf16"`` or ``"16"``: the model runs under
             ``torch.autocast``; delta, the update and the gradients stay fp32.
@@ -87,10 +112,28 @@ class Attack:
     norms: ClassVar[tuple[str, ...]] = ("linf",)
     default_eps: ClassVar[float] = 8 / 255
     default_steps: ClassVar[int] = 10
+    #: the constructor's options as called (model included), for :meth:`replace`
+    _init_options: dict[str, Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        obj = super().__new__(cls)
+        # What the constructor was called with, for replace(): bound to the outermost __init__'s names
+        # (a call __init__ will reject anyway, or a copy made without arguments, records nothing).
+        signature = inspect.signature(cls.__init__)
+        try:
+            bound = signature.bind_partial(obj, *args, **kwargs)
+        except TypeError:
+            bound = None
+        options = {} if bound is None else {k: v for k, v in bound.arguments.items() if k != "self"}
+        for name, param in signature.parameters.items():
+            if param.kind is inspect.Parameter.VAR_KEYWORD and name in options:
+                options.update(options.pop(name))
+        obj._init_options = options
+        return obj
 
     def __init__(self, model: nn.Module, eps: float | None = None, steps: int | None = None,
                  step_size: float | None = None, norm: str = "linf", seed: int | None = None,
-                 max_batch: int = 1024, clamp_each_step: bool = True, precision: str | int = "32",
+                 max_batch: int | str = AUTO, clamp_each_step: bool = True, precision: str | int = "32",
                  loss: str = "ce", eot_samples: int | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -106,7 +149,8 @@ class Attack:
             raise ValueError(f"{type(self).__name__} supports norm in {self.norms}, got {norm!r}")
         self.norm = norm
         self.seed = seed
-        self.max_batch = _check_int("max_batch", max_batch, 1)
+        self.max_batch = check_max_batch("max_batch", max_batch)
+        self._chunks = ChunkSize(self.max_batch)
         self.clamp_each_step = bool(clamp_each_step)
         key = str(precision)
         if key not in PRECISIONS:
@@ -123,17 +167,34 @@ class Attack:
         self.net: nn.Module = model
         self.targeted = False
         self.generator: torch.Generator | None = None
+        self.image_generators: list[torch.Generator] | None = None
         self.seeded = False
 
     # ------------------------------------------------------------------ public
-    def __call__(self, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
-        return self.perturb(x, y, target=target)
+    def __call__(self, x: Tensor, y: Tensor, target: Tensor | None = None, *, seed: int | None = None,
+                 keys: Tensor | None = None) -> Tensor:
+        return self.perturb(x, y, target=target, seed=seed, keys=keys)
 
-    def perturb(self, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    def replace(self, **changes: Any) -> Attack:
+        """A new attack of the same class with the constructor options of this one, ``changes``
+        applied (the constructor checks them again); this attack is left as it is.
+
+        Raises:
+            ValueError / TypeError: as the constructor does for a bad or unknown option.
+        """
+        return type(self)(**{**self._init_options, **changes})
+
+    def perturb(self, x: Tensor, y: Tensor, target: Tensor | None = None, *, seed: int | None = None,
+                keys: Tensor | None = None) -> Tensor:
         """Return ``x_adv`` in [0, 1] with ``x_adv - x`` inside the budget.
 
         ``x``: float NCHW images in [0, 1]; ``y``: true labels (N,); ``target``: target labels for
-        a targeted attack (the objective then pulls towards ``target``), or None.
+        a targeted attack (the objective then pulls towards ``target``), or None. ``seed``: this
+        call's seed (default: the attack's ``seed``). ``keys``: one integer per image naming its
+        random stream (e.g. its dataset index); needs a seed. See the module docstring.
+
+        Raises:
+            ValueError: bad images, labels or keys.
         """
         check_images(x, "x")
         with model_eval_no_param_grad(self.model) as net:
@@ -144,7 +205,9 @@ class Attack:
                 check_labels(target, x.shape[0], num_classes, "target")
             labels = (target if target is not None else y).to(x.device)
             self.targeted = target is not None
-            self.generator = self._make_generator(x.device)
+            call_seed = self.seed if seed is None else int(seed)
+            self.generator = self._make_generator(x.device, call_seed)
+            self.image_generators = self._image_generators(x, call_seed, keys)
             x = x.detach().float()
             with torch.enable_grad():
                 delta = self.run(x, labels)
@@ -218,9 +281,11 @@ class Attack:
 
         ``inputs``: (M, C, H, W), any M (e.g. B * copies stacked copy-major); ``labels``: (M,) or
         (B,) with M a multiple of B (then repeated). Runs chunks of at most ``max_batch`` rows
-        through :meth:`transform`, the model (under autocast) and ``torch.autograd.grad`` w.r.t. the
-        input only. With ``eot_samples = E > 1`` each row is evaluated E times (stacked, chunked)
-        and the gradients averaged. Returns fp32 gradients shaped like ``inputs``.
+        (``"auto"``: see :mod:`tpa_lightning.chunking`) through :meth:`transform`, the model (under
+        autocast) and ``torch.autograd.grad`` w.r.t. the input only. With ``eot_samples = E > 1``
+        each row is evaluated E times (stacked, chunked) and the gradients averaged. Returns fp32
+        gradients shaped like ``inputs``; they do not depend on the chunk size (each row's
+        gradient is independent of the other rows).
         """
         m = inputs.shape[0]
         if labels.shape[0] != m:
@@ -231,11 +296,10 @@ class Attack:
             flat = flat.repeat(e, 1, 1, 1)
             labels = labels.repeat(e)
         grads = torch.empty_like(flat)
-        total = flat.shape[0]
-        for start in range(0, total, self.max_batch):
-            stop = min(start + self.max_batch, total)
+
+        def chunk_grad(start: int, stop: int) -> None:
             chunk = flat[start:stop].requires_grad_(True)
-            rows = slice(start % m if e > 1 else start, (start % m if e > 1 else start) + stop - start)
+            first = start % m if e > 1 else start
             with self.autocast(chunk.device):
                 if e > 1 and (start // m) != ((stop - 1) // m):
                     # chunk crosses an EOT repetition boundary: transform row by row block
@@ -243,11 +307,15 @@ class Attack:
                               for i in range(stop - start)]
                     u = torch.cat(pieces)
                 else:
-                    u = self.transform(chunk, rows)
+                    u = self.transform(chunk, slice(first, first + stop - start))
                 logits = self.net(u)
             obj = attack_objective(logits, labels[start:stop], self.targeted, self.loss)
             (g,) = torch.autograd.grad(obj, chunk)
-            grads[start:stop] = g.float()
+            grads[start:stop] = g.float()   # written only once the chunk has succeeded
+
+        if self._chunks.max_batch != self.max_batch:   # max_batch was reassigned after construction
+            self._chunks = ChunkSize(check_max_batch("max_batch", self.max_batch))
+        self._chunks.run(chunk_grad, flat.shape[0], flat.device)
         if e > 1:
             grads = grads.view(e, m, *grads.shape[1:]).mean(0)
         return grads
@@ -257,33 +325,50 @@ class Attack:
         k, b = points.shape[:2]
         return self.input_grad(points.reshape(k * b, *points.shape[2:]), labels).view(points.shape)
 
-    def _make_generator(self, device: torch.device) -> torch.Generator:
+    def _make_generator(self, device: torch.device, seed: int | None) -> torch.Generator:
         gen = torch.Generator(device=device)
-        self.seeded = self.seed is not None
-        if self.seed is not None:
-            gen.manual_seed(int(self.seed))
+        self.seeded = seed is not None
+        if seed is not None:
+            gen.manual_seed(int(seed))
         else:
             gen.seed()
         return gen
+
+    def _image_generators(self, x: Tensor, seed: int | None, keys: Tensor | None) -> list[torch.Generator] | None:
+        """One generator per image, seeded by ``(seed, keys[i])`` (None without keys)."""
+        if keys is None:
+            return None
+        keys = torch.as_tensor(keys)
+        if seed is None:
+            raise ValueError("keys need a seed: pass seed= to the call or to the attack")
+        if keys.dim() != 1 or keys.shape[0] != x.shape[0] or keys.is_floating_point():
+            raise ValueError(f"keys must be integers of shape ({x.shape[0]},), got {keys.dtype} {tuple(keys.shape)}")
+        return [torch.Generator(device=x.device).manual_seed(stream_seed(seed, int(k))) for k in keys.tolist()]
 
     def rand_like_sample(self, x: Tensor, copies: int | None = None, low: float = 0.0,
                          high: float = 1.0, normal: bool = False) -> Tensor:
         """Per-image random tensor: U(low, high) (or N(0, 1) with ``normal``).
 
-        Shape ``(B, C, H, W)`` or, with ``copies=K``, ``(K, B, C, H, W)``. With a seed the draw is
-        made once per image shape and broadcast over the batch (an image's draws then depend only
-        on the seed and the iteration, never on the batch); without a seed each image gets its own.
+        Shape ``(B, C, H, W)`` or, with ``copies=K``, ``(K, B, C, H, W)``. With ``keys`` each image
+        draws from its own stream; with a seed and no keys the draw is made once per image shape and
+        broadcast over the batch; without a seed each image gets its own draw (module docstring).
         """
         assert self.generator is not None
         b = x.shape[0]
         lead = () if copies is None else (copies,)
-        shape = (*lead, 1 if self.seeded else b, *x.shape[1:])
-        if normal:
-            r = torch.randn(shape, generator=self.generator, device=x.device, dtype=torch.float32)
+        draw = torch.randn if normal else torch.rand
+        if self.image_generators is not None:
+            one = (*lead, 1, *x.shape[1:])
+            r = torch.cat([draw(one, generator=g, device=x.device, dtype=torch.float32)
+                           for g in self.image_generators], dim=len(lead))
+            shared = False
         else:
-            r = torch.rand(shape, generator=self.generator, device=x.device, dtype=torch.float32)
+            shared = self.seeded
+            shape = (*lead, 1 if shared else b, *x.shape[1:])
+            r = draw(shape, generator=self.generator, device=x.device, dtype=torch.float32)
+        if not normal:
             r = r * (high - low) + low
-        return r.expand(*lead, b, *x.shape[1:]) if self.seeded else r
+        return r.expand(*lead, b, *x.shape[1:]) if shared else r
 
     def rand_scalars(self, n: int, device: torch.device) -> Tensor:
         """``n`` U(0, 1) scalars from the attack's generator (for per-copy transform parameters)."""
@@ -301,7 +386,7 @@ class Attack:
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(eps={self.eps:.5g}, steps={self.steps}, step_size={self.step_size:.5g}, "
-                f"norm={self.norm!r}, seed={self.seed}, max_batch={self.max_batch}, precision={self.precision!r})")
+                f"norm={self.norm!r}, seed={self.seed}, max_batch={self.max_batch!r}, precision={self.precision!r})")
 
 
 class MomentumMixin(Attack):

@@ -1,6 +1,7 @@
 """``ATTACKS`` (name -> class), ``build_attack`` and ``attack_passes_per_image``."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
@@ -38,3 +39,20 @@ def attack_passes_per_image(attack: Attack) -> float:
     forward+backward images/s divided by this number.
     """
     return attack.passes_per_image()
+
+
+def attack_option_names(name: str) -> frozenset[str]:
+    """Keyword options the attack ``name`` takes (its constructor's and its bases', ``model`` excluded).
+
+    Raises:
+        ValueError: ``name`` is not in ``ATTACKS``.
+    """
+    key = str(name).lower()
+    if key not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known: {', '.join(sorted(ATTACKS))}")
+    names: set[str] = set()
+    for cls in ATTACKS[key].__mro__:
+        if isinstance(cls, type) and issubclass(cls, Attack) and "__init__" in vars(cls):
+            params = inspect.signature(vars(cls)["__init__"]).parameters.values()
+            names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return frozenset(names - {"self", "model"})

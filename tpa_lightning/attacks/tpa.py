@@ -18,9 +18,9 @@ RELEASED_INIT_HIGH = 0.0011
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "official": {"eps": 16 / 255, "steps": 10, "copies": 10, "noise_radius": 0.112, "lookahead": 0.0113,
-                     "momentum": 0.9, "init": "released", "clamp_each_step": False},
+                     "mix": 0.8, "momentum": 0.9, "init": "released", "clamp_each_step": False},
     "paper": {"eps": 16 / 255, "steps": 20, "copies": 10, "noise_radius": 0.112, "lookahead": 0.05,
-                  "momentum": 0.0, "init": "zeros", "clamp_each_step": True, "step_size": 1.6 / 255},
+                  "lam": 5.0, "momentum": 0.0, "init": "zeros", "clamp_each_step": True, "step_size": 1.6 / 255},
 }
 
 
@@ -69,6 +69,10 @@ class TPA(Attack):
     Args (beyond :class:`Attack`'s): ``mode``, ``copies``, ``noise_radius``, ``lookahead``, ``mix``
     (official only), ``lam`` (paper only), ``momentum``, ``init`` (``"released"``, ``"zeros"``,
     ``"uniform"`` = U(-eps, eps)). ``None`` means the mode's default.
+
+    Raises:
+        ValueError: an unknown mode or init, a value out of range, or ``mix`` given in paper mode /
+            ``lam`` in official mode (options the other mode would silently ignore).
     """
 
     name: ClassVar[str] = "tpa"
@@ -76,8 +80,8 @@ class TPA(Attack):
 
     def __init__(self, model: nn.Module, eps: float | None = None, steps: int | None = None,
                  step_size: float | None = None, *, mode: str = "official", copies: int | None = None,
-                 noise_radius: float | None = None, lookahead: float | None = None, mix: float = 0.8,
-                 lam: float = 5.0, momentum: float | None = None, init: str | None = None,
+                 noise_radius: float | None = None, lookahead: float | None = None, mix: float | None = None,
+                 lam: float | None = None, momentum: float | None = None, init: str | None = None,
                  clamp_each_step: bool | None = None, **kwargs: Any) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown TPA mode {mode!r}; expected one of {MODES}")
@@ -95,11 +99,15 @@ class TPA(Attack):
         check_positive("noise_radius", self.noise_radius, allow_zero=True)
         self.lookahead = float(d["lookahead"] if lookahead is None else lookahead)
         check_positive("lookahead", self.lookahead, allow_zero=(mode == "official"))
-        if not 0.0 <= mix <= 1.0:
+        if mix is not None and mode != "official":
+            raise ValueError(f"mix is an option of TPA mode 'official' only, got mode={mode!r}")
+        if lam is not None and mode != "paper":
+            raise ValueError(f"lam is an option of TPA mode 'paper' only, got mode={mode!r}")
+        self.mix = float(d.get("mix", 0.0) if mix is None else mix)
+        if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"mix must be in [0, 1], got {mix}")
-        self.mix = float(mix)
-        check_positive("lam", lam, allow_zero=True)
-        self.lam = float(lam)
+        self.lam = float(d.get("lam", 0.0) if lam is None else lam)
+        check_positive("lam", self.lam, allow_zero=True)
         self.momentum = float(d["momentum"] if momentum is None else momentum)
         check_positive("momentum", self.momentum, allow_zero=True)
         self.init = d["init"] if init is None else init
