@@ -150,7 +150,7 @@ def test_transfer_callback_logs_rates_on_targets(tmp_path: Path, fmnist) -> None
 
 
 def test_transfer_with_fixed_surrogate(tmp_path: Path, fmnist) -> None:
-    train, val = fmnist
+    _, val = fmnist
     torch.manual_seed(0)
     module = TinyNet()
     surrogate = TinyNet().net.eval()
@@ -189,4 +189,73 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="at least one target"):
         TransferCallback(targets=[])
     with pytest.raises(TypeError, match="nn.Module or a build_model spec"):
-        TransferCallback(targets=[3])
+        TransferCallback(targets=[3])  # type: ignore[list-item]
+
+
+def test_attack_options_named_and_in_attack_options() -> None:
+    cb = RobustAccuracyCallback("mi", eps=0.1, steps=3, attack_options={"momentum": 0.5})
+    assert cb.options == {"steps": 3, "momentum": 0.5}
+    assert (cb.steps, cb.copies, cb.attack_options) == (3, None, {"momentum": 0.5})
+    atk = cb._attack_for(TinyNet())
+    assert (atk.steps, atk.momentum, atk.eps) == (3, 0.5, 0.1)
+    # a named option left at None may come through attack_options; given twice it is an error
+    assert RobustAccuracyCallback("pgd", attack_options={"steps": 4}).options == {"steps": 4}
+    with pytest.raises(ValueError, match="'steps' is given both"):
+        RobustAccuracyCallback("pgd", steps=3, attack_options={"steps": 4})
+    with pytest.raises(ValueError, match="'copies' is given both"):
+        TransferCallback("tpa", targets=["small_cnn"], copies=2, attack_options={"copies": 4})
+    for reserved in ("eps", "seed", "model"):
+        with pytest.raises(ValueError, match=f"may not set '{reserved}'"):
+            RobustAccuracyCallback("pgd", attack_options={reserved: 1})
+
+
+def test_unknown_or_bad_attack_option_fails_at_construction() -> None:
+    with pytest.raises(ValueError, match="momentun"):
+        RobustAccuracyCallback("mi", attack_options={"momentun": 1.0})
+    with pytest.raises(ValueError, match="copies"):                   # PGD takes no copies
+        TransferCallback("pgd", targets=["small_cnn"], copies=2)
+    with pytest.raises(ValueError, match="steps must be an integer"):  # the attack's own check
+        RobustAccuracyCallback("pgd", steps=0)
+    with pytest.raises(ValueError, match="unknown TPA mode"):
+        RobustAccuracyCallback("tpa", attack_options={"mode": "nope"})
+    with pytest.raises(ValueError, match=r"unknown attack 'nope'; known: .*pgd.*tpa"):
+        TransferCallback("nope", targets=["small_cnn"])
+
+
+def test_state_keys_differ_by_options_only() -> None:
+    keys = {RobustAccuracyCallback("mi", eps=0.1).state_key,
+            RobustAccuracyCallback("mi", eps=0.1, steps=2).state_key,
+            RobustAccuracyCallback("mi", eps=0.1, attack_options={"momentum": 0.5}).state_key,
+            RobustAccuracyCallback("mi", eps=0.1, steps=2, attack_options={"momentum": 0.5}).state_key}
+    assert len(keys) == 4
+    assert (RobustAccuracyCallback("pgd", steps=2).state_key
+            == RobustAccuracyCallback("pgd", attack_options={"steps": 2}).state_key)
+    t = [TransferCallback("tpa", targets=["small_cnn"], attack_options=o).state_key
+         for o in (None, {"mode": "paper"})]
+    assert t[0] != t[1]
+
+
+def test_old_positional_parameters_still_work() -> None:
+    cb = RobustAccuracyCallback("fgsm", 0.05, 2, 3, 7, "adv", True)
+    assert (cb.attack, cb.eps, cb.every_n_epochs, cb.limit_batches, cb.seed, cb.name, cb.prog_bar) == (
+        "fgsm", 0.05, 2, 3, 7, "adv", True)
+    t = TransferCallback("pgd", ["small_cnn"], None, 0.05, 2, 3, 7, {"in_chans": 1})
+    assert (t.eps, t.every_n_epochs, t.limit_batches, t.seed, t.target_kwargs) == (0.05, 2, 3, 7, {"in_chans": 1})
+
+
+@pytest.mark.parametrize("attack,options", [("pgd", {"steps": 3}), ("tpa", {"steps": 2, "copies": 2})])
+def test_per_call_seed_equals_an_attack_built_with_that_seed(attack: str, options: dict) -> None:
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    cb = RobustAccuracyCallback(attack, eps=0.1, seed=5, **options)
+    atk = cb._attack_for(model)
+    assert cb._attack_for(model) is atk                              # built once per model
+    for i in (0, 3):
+        seed = cb.batch_seed(i)
+        got = atk(x, y, seed=seed)
+        old = build_attack(attack, model, eps=0.1, seed=seed, **options)(x, y)   # the former atk.seed = ...
+        assert torch.equal(got, old)
+    assert atk.seed is None, "the callback must not modify the attack it built"
+    assert not torch.equal(atk(x, y, seed=cb.batch_seed(0)), atk(x, y, seed=cb.batch_seed(1)))
+    assert cb._attack_for(TinyNet()) is not atk                      # a new model gets a new attack

@@ -6,7 +6,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 
 from .base import AttackCallback, gradients_enabled, plain_copy, split_batch
 from .metrics import CountedAccuracy
@@ -23,49 +22,49 @@ class RobustAccuracyCallback(AttackCallback):
 
     Args:
         attack: attack name (see ``tpa_lightning.attacks.ATTACKS``), e.g. ``"pgd"``, ``"tpa"``.
-        eps: budget in [0, 1] pixel units.
+        eps: budget in [0, 1] pixel units (L-inf per element unless ``attack_options`` sets ``norm``).
         every_n_epochs: evaluate every n-th epoch (always under ``trainer.validate``).
         limit_batches: attack only the first n validation batches of each process (None: all).
         seed: seed of the attack (batch ``i`` uses a seed derived from it); repeatable results.
         name: metric name (default ``robust_acc/<attack>``).
         prog_bar: show the metric in the progress bar.
         on_sanity_check: also attack during Lightning's sanity check (default False).
-        **attack_options: any other keyword of the attack (``steps``, ``step_size``, ``copies``, ...).
+        steps: attack iterations (>= 1); None: the attack's default.
+        step_size: step per iteration in [0, 1] pixel units; None: the attack's default.
+        copies: copies per step of the attacks that take them (``tpa``, ``vt``, ``ssa`` ...);
+            None: the attack's default.
+        max_batch: most rows per forward+backward pass of the attack; None: the attack's default.
+        precision: ``"32"``, ``"bf16"`` or ``"16"`` (autocast of the model inside the attack);
+            None: the attack's default (``"32"``).
+        attack_options: any other keyword of the attack, e.g. ``{"momentum": 1.0}`` for ``mi`` or
+            ``{"mode": "paper"}`` for ``tpa``; not ``eps`` or ``seed`` (parameters here), nor a key
+            also given as a named parameter above.
+
+    Raises:
+        ValueError: unknown attack, ``eps < 0``, ``every_n_epochs < 1``, ``limit_batches < 1``, a
+            key given both named and in ``attack_options``, or an option the attack rejects (the
+            attack is built once on a stand-in model at construction to check them).
 
     The value is also kept in ``history`` (``{epoch: {name: value}}``), saved in checkpoints.
+    Usable from ``LightningCLI`` YAML (``trainer.callbacks``): every parameter is explicit and typed.
     """
 
     def __init__(self, attack: str = "pgd", eps: float = 8 / 255, every_n_epochs: int = 1,
                  limit_batches: int | None = None, seed: int = 0, name: str | None = None,
-                 prog_bar: bool = False, on_sanity_check: bool = False, **attack_options: Any) -> None:
+                 prog_bar: bool = False, on_sanity_check: bool = False, *, steps: int | None = None,
+                 step_size: float | None = None, copies: int | None = None, max_batch: int | str | None = None,
+                 precision: str | None = None, attack_options: dict[str, Any] | None = None) -> None:
         super().__init__(every_n_epochs, limit_batches, seed, on_sanity_check)
-        from ..attacks import ATTACKS
-
-        if str(attack).lower() not in ATTACKS:
-            raise ValueError(f"unknown attack {attack!r}; known: {', '.join(sorted(ATTACKS))}")
-        if float(eps) < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        self.attack = str(attack).lower()
-        self.eps = float(eps)
-        self.attack_options = dict(attack_options)
+        self.configure_attack(attack, eps, steps=steps, step_size=step_size, copies=copies, max_batch=max_batch,
+                              precision=precision, attack_options=attack_options)
+        self.attack = self.attack_name
         self.name = name or f"robust_acc/{self.attack}"
         self.prog_bar = prog_bar
         self.metric = CountedAccuracy()
-        self._atk: Any = None
-        self._atk_model: nn.Module | None = None
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(attack=self.attack, eps=self.eps, name=self.name,
-                                        **{k: self.attack_options[k] for k in sorted(self.attack_options)})
-
-    def _attack_for(self, model: nn.Module) -> Any:
-        from ..attacks import build_attack
-
-        if self._atk is None or self._atk_model is not model:
-            self._atk = build_attack(self.attack, model, eps=self.eps, **self.attack_options)
-            self._atk_model = model
-        return self._atk
+        return self._generate_state_key(attack=self.attack, eps=self.eps, name=self.name, **self.options_key())
 
     # ------------------------------------------------------------------ hooks
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -81,8 +80,7 @@ class RobustAccuracyCallback(AttackCallback):
         with gradients_enabled():
             x, y = (plain_copy(t) for t in split_batch(batch))
             atk = self._attack_for(pl_module)
-            atk.seed = self.batch_seed(batch_idx)
-            x_adv = atk(x, y)
+            x_adv = atk(x, y, seed=self.batch_seed(batch_idx))
             with torch.no_grad():
                 was_training = pl_module.training
                 pl_module.eval()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import lightning as L
 import torch
@@ -13,7 +13,7 @@ from torch import nn
 from .base import AttackCallback, gradients_enabled, plain_copy, split_batch
 from .metrics import TransferRate
 
-Target = Union[nn.Module, str]
+Target = nn.Module | str
 
 
 def _target_name(target: Target, taken: set[str]) -> str:
@@ -52,21 +52,38 @@ class TransferCallback(AttackCallback):
             ``{"num_classes": 10, "in_chans": 1}``). Models are run in eval mode (their mode is
             restored) under ``no_grad``; nothing else about them is changed.
         every_n_epochs, limit_batches, seed, on_sanity_check: as in ``RobustAccuracyCallback``.
-        **attack_options: any other keyword of the attack (``steps``, ``copies``, ...).
+        steps: attack iterations (>= 1); None: the attack's default.
+        step_size: step per iteration in [0, 1] pixel units; None: the attack's default.
+        copies: copies per step of the attacks that take them (``tpa``, ``vt``, ``ssa`` ...);
+            None: the attack's default.
+        max_batch: most rows per forward+backward pass of the attack; None: the attack's default.
+        precision: ``"32"``, ``"bf16"`` or ``"16"`` (autocast inside the attack); None: the
+            attack's default (``"32"``).
+        attack_options: any other keyword of the attack, e.g. ``{"momentum": 1.0}`` for ``mi`` or
+            ``{"mode": "paper"}`` for ``tpa``; not ``eps`` or ``seed`` (parameters here), nor a key
+            also given as a named parameter above.
+
+    Raises:
+        ValueError: unknown attack, ``eps < 0``, no target, ``every_n_epochs < 1``,
+            ``limit_batches < 1``, a key given both named and in ``attack_options``, or an option the
+            attack rejects (checked at construction by building the attack on a stand-in model).
+        TypeError: a target that is neither an ``nn.Module`` nor a string, or a surrogate that is
+            not an ``nn.Module``.
+
+    From ``LightningCLI`` YAML, give targets as build_model specs, e.g.
+    ``targets: {fresh: small_cnn}`` with ``target_kwargs: {num_classes: 10, in_chans: 1}``.
     """
 
     def __init__(self, source_attack: str = "tpa", targets: Sequence[Target] | Mapping[str, Target] = (),
                  surrogate: nn.Module | None = None, eps: float = 8 / 255, every_n_epochs: int = 1,
                  limit_batches: int | None = None, seed: int = 0,
-                 target_kwargs: Mapping[str, Any] | None = None, on_sanity_check: bool = False,
-                 **attack_options: Any) -> None:
+                 target_kwargs: Mapping[str, Any] | None = None, on_sanity_check: bool = False, *,
+                 steps: int | None = None, step_size: float | None = None, copies: int | None = None,
+                 max_batch: int | str | None = None, precision: str | None = None,
+                 attack_options: dict[str, Any] | None = None) -> None:
         super().__init__(every_n_epochs, limit_batches, seed, on_sanity_check)
-        from ..attacks import ATTACKS
-
-        if str(source_attack).lower() not in ATTACKS:
-            raise ValueError(f"unknown attack {source_attack!r}; known: {', '.join(sorted(ATTACKS))}")
-        if float(eps) < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
+        self.configure_attack(source_attack, eps, steps=steps, step_size=step_size, copies=copies, max_batch=max_batch,
+                              precision=precision, attack_options=attack_options)
         if surrogate is not None and not isinstance(surrogate, nn.Module):
             raise TypeError(f"surrogate must be an nn.Module or None, got {type(surrogate).__name__}")
         items: list[tuple[str, Target]] = []
@@ -83,24 +100,20 @@ class TransferCallback(AttackCallback):
         for n, t in items:
             if not isinstance(t, (nn.Module, str)):
                 raise TypeError(f"target {n!r} must be an nn.Module or a build_model spec, got {type(t).__name__}")
-        self.source_attack = str(source_attack).lower()
-        self.eps = float(eps)
-        self.attack_options = dict(attack_options)
+        self.source_attack = self.attack_name
         self.target_specs: dict[str, Target] = dict(items)
         self.target_kwargs = dict(target_kwargs or {})
         self.surrogate = surrogate
         self.targets: dict[str, nn.Module] = {}
         self.metrics = {n: TransferRate() for n in self.target_specs}
         self.source_metric = TransferRate()
-        self._atk: Any = None
-        self._atk_model: nn.Module | None = None
 
     @property
     def state_key(self) -> str:
         return self._generate_state_key(
             source_attack=self.source_attack, eps=self.eps, targets=sorted(self.target_specs),
             surrogate=type(self.surrogate).__name__ if self.surrogate is not None else None,
-            **{k: self.attack_options[k] for k in sorted(self.attack_options)})
+            **self.options_key())
 
     # ------------------------------------------------------------------ models
     def _materialise(self, device: torch.device) -> None:
@@ -113,14 +126,6 @@ class TransferCallback(AttackCallback):
             self.targets[name] = model.to(device)
         if self.surrogate is not None:
             self.surrogate = self.surrogate.to(device)
-
-    def _attack_for(self, model: nn.Module) -> Any:
-        from ..attacks import build_attack
-
-        if self._atk is None or self._atk_model is not model:
-            self._atk = build_attack(self.source_attack, model, eps=self.eps, **self.attack_options)
-            self._atk_model = model
-        return self._atk
 
     # ------------------------------------------------------------------ hooks
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -143,8 +148,7 @@ class TransferCallback(AttackCallback):
         with gradients_enabled():
             x, y = (plain_copy(t) for t in split_batch(batch))
             atk = self._attack_for(source)
-            atk.seed = self.batch_seed(batch_idx)
-            x_adv = atk(x, y)
+            x_adv = atk(x, y, seed=self.batch_seed(batch_idx))
             with torch.no_grad():
                 for metric, model in ((self.source_metric, source), *((self.metrics[n], t)
                                                                        for n, t in self.targets.items())):
