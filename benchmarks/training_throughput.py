@@ -20,7 +20,6 @@ Fashion-MNIST images:
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from benchmarks.csv_rows import write_rows
 from tpa_lightning.attacks import attack_passes_per_image, model_eval_no_param_grad
 from tpa_lightning.data.fashion_mnist import INFO, load_fashion_mnist
 from tpa_lightning.training import AdversarialTrainingModule
@@ -134,10 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"median {objective:8s} ratio {med['ratio']:.3f} (min {rows[-1]['ratio_min']}, "
               f"max {rows[-1]['ratio_max']})")
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_rows(args.csv, rows)
     return 0
 
 

@@ -14,6 +14,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .chunking import check_max_batch
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
 GROUPS = ("data", "model", "attack", "defense", "experiment")
@@ -31,11 +33,14 @@ class DataConfig:
     eval_batch_size: int | None = None
     num_workers: int = 0
     augment: bool = False
+    cutout: int = 0                      # with augment: side (pixels) of a random square set to 0 (0: off)
     limit_train: int | None = None    # fixed subset of the training images (None: all)
     limit_test: int | None = None     # fixed subset of the test (and validation) images
     val_size: int = 1000                 # held out of the training set, fixed by seed
     jpeg_dir: str | None = None       # folder with the CIFAR-10 JPEG copy's tar.gz files
     image_size: int | None = None     # image_folder: centre-crop size
+    labels_csv: str | None = None     # image_folder: filename,label CSV labelling the flat folder data.root
+    labels_offset: int = 0               # image_folder: subtracted from the CSV labels (1 for 1-based files)
     download: bool = False
 
 
@@ -45,6 +50,7 @@ class ModelConfig:
     arch: str | None = None           # architecture of a plain state-dict file
     model_dir: str = "models"            # where robustbench weights are read from
     normalize: bool = True               # put the dataset's mean/std inside the model
+    channels_last: bool = False          # weights and batches in channels-last memory format (faster convs)
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -52,12 +58,12 @@ class ModelConfig:
 class AttackConfig:
     """An attack and its options; None means the attack's own default (see its docstring)."""
 
-    name: str = "tpa"
+    name: str | None = None           # train.py: None = the objective's own attack (pgd_at: pgd, tpa_at: tpa ...)
     eps: float = 0.1                     # L-inf budget in [0, 1] pixel units
     steps: int = 2
     step_size: float | None = None
     norm: str = "linf"
-    copies: int | None = 2            # TPA N
+    copies: int | None = 2            # TPA N (and the copies of VT, PGN, SSA, BSR ...)
     mode: str | None = None           # TPA: official | paper
     noise_radius: float | None = None
     lookahead: float | None = None
@@ -67,7 +73,7 @@ class AttackConfig:
     init: str | None = None
     loss: str | None = None           # ce | logit
     clamp_each_step: bool | None = None
-    max_batch: int = 128                 # rows per forward+backward chunk: fastest measured on CPUs; raise on GPUs
+    max_batch: int | str = "auto"        # rows per forward+backward chunk; auto: 64 on a CPU, all on a GPU
     seed: int | None = None           # None: derived from the run's seed
     options: dict[str, Any] = field(default_factory=dict)   # any other keyword of the attack
 
@@ -93,6 +99,9 @@ class TrainingConfig:
     val_attack: AttackConfig = field(default_factory=_val_attack)
     val_attack_batches: int | None = None   # attack only this many validation batches (None: all)
     clean_train_metrics: bool = False    # also log train/clean_* of attacked images (one extra forward each)
+    label_smoothing: float = 0.0         # of the training cross-entropy (not trades/mart); 0.1 is usual
+    lr_warmup_epochs: float = 0.0        # schedule=cosine: linear warm-up epochs before the decay
+    ema_decay: float | None = None     # EMA of the weights (Lightning's EMAWeightAveraging), e.g. 0.999 per step
 
 
 @dataclass
@@ -258,7 +267,7 @@ def _read_yaml(path: Path, what: str) -> DictConfig:
         raise ConfigError(f"{what}: file not found: {path}")
     try:
         loaded = OmegaConf.load(path)
-    except Exception as err:  # a YAML syntax error: report it in one line
+    except Exception as err:  # noqa: BLE001 -- any YAML syntax error: report it in one line
         raise ConfigError(f"{what}: cannot parse {path}: {_one_line(err)}") from None
     if not isinstance(loaded, DictConfig):
         raise ConfigError(f"{what}: {path} must hold a mapping of keys, got a list")
@@ -299,7 +308,7 @@ FREE_FORM_KEYS = ("kwargs", "options")
 def _open_free_form(node: Any) -> None:
     """Let ``kwargs``/``options`` mappings take any key while the rest of the schema stays strict."""
     if isinstance(node, DictConfig):
-        for key in node.keys():
+        for key in node:
             child = node._get_node(key)
             if key in FREE_FORM_KEYS and isinstance(child, DictConfig):
                 OmegaConf.set_struct(child, False)
@@ -307,15 +316,28 @@ def _open_free_form(node: Any) -> None:
                 _open_free_form(child)
 
 
-def load_config(kind: str, argv_overrides: list[str], config_file: str | None = None) -> DictConfig:
-    """The resolved, validated config of ``kind`` ("train" or "evaluate")."""
+def _schema(kind: str) -> DictConfig:
     schema = OmegaConf.structured(SCHEMAS[kind])
     OmegaConf.set_struct(schema, True)
     _open_free_form(schema)
-    layers: list[Any] = []
+    return schema
+
+
+def _default_layers(kind: str) -> list[Any]:
     default_file = CONFIG_DIR / f"{kind}.yaml"
-    if default_file.is_file():
-        layers.append(_read_yaml(default_file, f"configs/{kind}.yaml"))
+    return [_read_yaml(default_file, f"configs/{kind}.yaml")] if default_file.is_file() else []
+
+
+def default_config(kind: str) -> DictConfig:
+    """The config of ``kind`` before any experiment, file, group or override: the dataclass defaults
+    with ``configs/<kind>.yaml`` on top (what "a key was given" is measured against)."""
+    return _merge(_schema(kind), *_default_layers(kind))
+
+
+def load_config(kind: str, argv_overrides: list[str], config_file: str | None = None) -> DictConfig:
+    """The resolved, validated config of ``kind`` ("train" or "evaluate")."""
+    schema = _schema(kind)
+    layers: list[Any] = _default_layers(kind)
     groups: list[tuple[str, str]] = []
     dotlist: list[str] = []
     for item in argv_overrides:
@@ -357,8 +379,10 @@ def _check_attack(prefix: str, a: DictConfig) -> None:
         raise ConfigError(f"{prefix}.copies: must be >= 1, got {a.copies}")
     if a.step_size is not None and a.step_size <= 0:
         raise ConfigError(f"{prefix}.step_size: must be > 0, got {a.step_size}")
-    if a.max_batch < 1:
-        raise ConfigError(f"{prefix}.max_batch: must be >= 1, got {a.max_batch}")
+    try:
+        check_max_batch(f"{prefix}.max_batch", a.max_batch)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if a.norm not in ("linf", "l2"):
         raise ConfigError(f"{prefix}.norm: must be one of linf, l2, got {a.norm}")
     if a.mode is not None and a.mode not in ("official", "paper"):
@@ -375,6 +399,18 @@ def validate(cfg: DictConfig) -> None:
     for key in ("batch_size", "limit_train", "limit_test", "eval_batch_size"):
         if d[key] is not None and d[key] < 1:
             raise ConfigError(f"data.{key}: must be >= 1, got {d[key]}")
+    for key, dataset in (("image_size", "image_folder"), ("jpeg_dir", "cifar10")):
+        if d[key] is not None and d.name != dataset:
+            raise ConfigError(f"data.{key}: read only for data.name={dataset}, not {d.name}; leave it unset")
+    for key, unset in (("labels_csv", None), ("labels_offset", 0)):
+        if d[key] != unset and d.name != "image_folder":
+            raise ConfigError(f"data.{key}: read only for data.name=image_folder, not {d.name}; leave it unset")
+    if d.labels_offset < 0 or (d.labels_offset and d.labels_csv is None):
+        raise ConfigError(f"data.labels_offset: must be >= 0 and needs data.labels_csv, got {d.labels_offset}")
+    if d.cutout < 0:
+        raise ConfigError(f"data.cutout: must be >= 0 pixels, got {d.cutout}")
+    if d.cutout > 0 and not d.augment:
+        raise ConfigError("data.cutout: read only with data.augment=true (it is part of the augmentation)")
     if d.val_size < 0 or d.num_workers < 0:
         raise ConfigError("data.val_size and data.num_workers: must be >= 0")
     if "attack" in cfg:
@@ -391,6 +427,8 @@ def validate(cfg: DictConfig) -> None:
         for key in ("warmup_epochs", "eps_ramp_epochs"):
             if t[key] < 0:
                 raise ConfigError(f"training.{key}: must be >= 0, got {t[key]}")
+        if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
+            raise ConfigError(f"training.ema_decay: must be in (0, 1) or null, got {t.ema_decay}")
     if "attacks" in cfg:
         for i, a in enumerate(cfg.attacks):
             _check_attack(f"attacks[{i}]", a)
@@ -419,6 +457,9 @@ def _validate_evaluate(cfg: DictConfig) -> None:
 
     from .attacks import ATTACKS
 
+    for key in ("data.augment", "data.cutout", "model.channels_last"):   # training-only keys
+        if OmegaConf.select(cfg, key):
+            raise ConfigError(f"{key}: not read by evaluate.py (a training setting); leave it unset")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads: must be >= 1 or null, got {cfg.threads}")
     if not cfg.eps:

@@ -105,7 +105,7 @@ def test_missing_dataset_names_paths_and_the_install_command(tmp_path: Path, mon
 
 
 def _cifar_like(n_per_class: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    x, y = foolbox_samples("cifar10")
+    x, _ = foolbox_samples("cifar10")
     imgs = (x * 255).round().to(torch.uint8).numpy()
     reps = [imgs[i % 20] for i in range(10 * n_per_class)]
     labels = np.repeat(np.arange(10), n_per_class)

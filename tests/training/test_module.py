@@ -21,9 +21,16 @@ def fmnist() -> TensorDataset:
     return TensorDataset(x[:64].float() / 255.0, y[:64].long())
 
 
+#: The attack keys each objective reads (others are refused: see test_attack_keys_an_objective_does_not_read).
+ATTACK_BY_OBJECTIVE = {"tpa_at": ATTACK, "pgd_at": {"eps": 0.1, "steps": 2}, "mart": {"eps": 0.1, "steps": 2},
+                       "trades": {"eps": 0.1, "steps": 2}, "fast_at": {"eps": 0.1}, "clean": {},
+                       "gaussian_noise": {}}
+
+
 def _module(objective: str, **kw) -> AdversarialTrainingModule:
+    kw.setdefault("attack", ATTACK_BY_OBJECTIVE.get(objective, {}))
     return AdversarialTrainingModule("small_cnn", num_classes=10, in_chans=1, mean=[0.286], std=[0.353],
-                                     model_kwargs={"width": 8}, objective=objective, attack=ATTACK,
+                                     model_kwargs={"width": 8}, objective=objective,
                                      val_attack=VAL_ATTACK, **kw)
 
 
@@ -58,7 +65,7 @@ def test_tpa_at_step_grads_equal_plain_ce_on_the_adversarial_batch(fmnist: Tenso
     # the same adversarial batch, made again with the step's seed, then a plain CE step
     atk = build_attack("tpa", module.model, eps=0.1, steps=2, copies=2, step_size=0.01,
                        seed=module._step_seed(0))
-    x_adv = atk(x, y)
+    x_adv = atk(x, y, keys=torch.arange(16))        # one random stream per row of the batch
     module.model.zero_grad(set_to_none=True)
     module.model.train()
     F.cross_entropy(module.model(x_adv), y).backward()
@@ -97,3 +104,40 @@ def test_bad_arguments() -> None:
         _module("nope")
     with pytest.raises(ValueError, match="adv_ratio"):
         _module("pgd_at", adv_ratio=1.5)
+
+
+@pytest.mark.parametrize("objective", ["pgd_at", "tpa_at", "fast_at"])
+def test_training_draws_are_independent_per_image(objective: str, fmnist: TensorDataset) -> None:
+    """Eight copies of one image in a batch: the training attack's random start / copies differ per
+    row (so do the examples); the validation attack (shared draws) gives eight equal rows, and the
+    same rows alone as in the batch (independent of the batch size)."""
+    module = _module(objective)
+    x = fmnist.tensors[0][:1].repeat(8, 1, 1, 1)
+    y = fmnist.tensors[1][:1].repeat(8)
+    x_adv = module._adversarial(x, y, 0.1)
+    rows = x_adv.flatten(1)
+    assert all(not torch.equal(rows[0], rows[i]) for i in range(1, 8))
+    again = module._adversarial(x, y, 0.1)                       # same step: repeatable
+    torch.testing.assert_close(again, x_adv)
+    val = module._build("pgd", {"eps": 0.1, "steps": 2})
+    shared = val(x, y, seed=5).flatten(1)
+    assert all(torch.equal(shared[0], shared[i]) for i in range(1, 8))
+    torch.testing.assert_close(val(x[:3], y[:3], seed=5).flatten(1), shared[:3])
+
+
+def test_attack_keys_an_objective_does_not_read() -> None:
+    with pytest.raises(ValueError, match="attack.steps"):
+        _module("fast_at", attack={"eps": 0.1, "steps": 5})
+    with pytest.raises(ValueError, match="attack.copies"):
+        _module("trades", attack={"eps": 0.1, "copies": 2})
+    with pytest.raises(ValueError, match="attack.name"):
+        _module("tpa_at", attack={"name": "pgd", "eps": 0.1})
+    with pytest.raises(ValueError, match="attack.eps"):
+        _module("clean", attack={"eps": 0.1})
+    mi = _module("pgd_at", attack={"name": "mi", "eps": 0.1, "steps": 2, "momentum": 0.5})
+    atk = mi.training_attack()
+    assert type(atk).__name__ == "MI" and atk.momentum == 0.5 and atk.eps == 0.1
+    assert atk.step_size == pytest.approx(2.5 * 0.1 / 2)
+    ramped = mi.training_attack(0.05)                            # the eps ramp: a new attack, not a mutation
+    assert ramped is not atk and ramped.eps == 0.05 and atk.eps == 0.1
+    assert ramped.step_size == pytest.approx(2.5 * 0.05 / 2) and ramped.momentum == 0.5

@@ -1,4 +1,8 @@
-"""Any class-per-folder tree (``root/<class>/<image>``): ImageNet-style validation sets and the like."""
+"""Image folders (``root/<class>/<image>`` or a flat folder with a labels CSV): ImageNet-style sets.
+
+How the labels are read (WordNet-id folders, class-index folders, a labels CSV or sorted class
+names) is decided by :func:`tpa_lightning.data.imagenet_labels.scan_labelled_images`.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +12,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from .imagenet_labels import scan_labelled_images
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff", ".JPEG")
 
@@ -40,11 +46,17 @@ def load_image(path: Path, channels: int, size: int | None, crop: int | None) ->
 
 
 class ImageFolderDataset(Dataset[tuple[Tensor, Tensor]]):
-    """Lazily decoded class-per-folder images as float [0, 1] tensors of one size (``crop``)."""
+    """Lazily decoded images as float [0, 1] tensors of one size (``crop``), labelled per the layout.
+
+    ``classes``, ``num_classes`` and ``layout`` (``wnid``, ``index``, ``csv`` or ``class_names``) say
+    how the labels were read; ``labels_csv`` / ``labels_offset`` select the flat-folder-plus-CSV layout.
+    """
 
     def __init__(self, root: str | Path, image_size: int = 224, resize: int | None = None,
-                 channels: int = 3) -> None:
-        self.samples, self.classes = scan_class_folders(root)
+                 channels: int = 3, labels_csv: str | Path | None = None, labels_offset: int = 0) -> None:
+        found = scan_labelled_images(root, labels_csv, labels_offset)
+        self.samples, self.classes = found.samples, found.classes
+        self.num_classes, self.layout = found.num_classes, found.layout
         self.crop = image_size
         self.resize = resize if resize is not None else round(image_size * 256 / 224)
         self.channels = channels
@@ -54,6 +66,6 @@ class ImageFolderDataset(Dataset[tuple[Tensor, Tensor]]):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        path, label = self.samples[index]
+        path, _label = self.samples[index]
         img = load_image(path, self.channels, self.resize, self.crop)
         return img.to(torch.float32).div_(255.0), self.labels[index]

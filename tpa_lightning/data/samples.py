@@ -20,7 +20,7 @@ def foolbox_data_dir() -> Path:
     spec = importlib.util.find_spec("foolbox")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("the foolbox sample images need: pip install --no-deps foolbox==3.3.4")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 def foolbox_samples(dataset: str = "cifar10", n: int = 20) -> tuple[Tensor, Tensor]:

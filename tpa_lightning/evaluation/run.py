@@ -196,6 +196,9 @@ def evaluate(cfg: DictConfig, model: nn.Module | None = None, dataset: Any = Non
     if model is None:
         spec, ckpt = resolve_model_spec(cfg)
         model = _build(spec, cfg, info)
+        if info.name == "image_folder":        # labels vs the model's classes, before anything runs
+            from ..data.imagenet_labels import check_model_classes
+            check_model_classes(model, info, dataset)
     else:
         spec, ckpt = "<given in Python>", None
     model = model.eval()

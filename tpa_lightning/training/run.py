@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import DictConfig
 
 from ..config import ConfigError, to_container
 from ..data import RobustDataModule
+from .config_keys import check_keys_are_read, objective_attack_config
 from .module import AdversarialTrainingModule
 
 PRECISION = {"32": "32-true", "64": "64-true", "bf16": "bf16-mixed", "16": "16-mixed"}
@@ -27,7 +28,8 @@ def datamodule_from(cfg: DictConfig) -> RobustDataModule:
     return RobustDataModule(name=d.name, root=d.root, batch_size=d.batch_size, num_workers=d.num_workers,
                             augment=d.augment, limit_train=d.limit_train, limit_test=d.limit_test,
                             val_size=d.val_size, jpeg_dir=d.jpeg_dir, image_size=d.image_size,
-                            download=d.download, eval_batch_size=d.eval_batch_size)
+                            download=d.download, eval_batch_size=d.eval_batch_size, cutout=d.cutout,
+                            labels_csv=d.labels_csv, labels_offset=d.labels_offset)
 
 
 def module_from(cfg: DictConfig, dm: RobustDataModule) -> AdversarialTrainingModule:
@@ -38,12 +40,13 @@ def module_from(cfg: DictConfig, dm: RobustDataModule) -> AdversarialTrainingMod
         model_spec=cfg.model.name, num_classes=info.num_classes, in_chans=info.in_chans,
         mean=list(info.mean) if cfg.model.normalize else None,
         std=list(info.std) if cfg.model.normalize else None,
-        model_kwargs=c["model"]["kwargs"], objective=t.objective, attack=c["attack"],
+        model_kwargs=c["model"]["kwargs"], objective=t.objective, attack=objective_attack_config(cfg),
         val_attack=c["training"]["val_attack"], adv_ratio=t.adv_ratio, warmup_epochs=t.warmup_epochs,
         eps_ramp_epochs=t.eps_ramp_epochs, trades_beta=t.trades_beta, mart_beta=t.mart_beta,
         noise_sigma=t.noise_sigma, optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay,
         sgd_momentum=t.sgd_momentum, schedule=t.schedule, val_attack_batches=t.val_attack_batches,
-        clean_train_metrics=t.clean_train_metrics,
+        clean_train_metrics=t.clean_train_metrics, label_smoothing=t.label_smoothing,
+        lr_warmup_epochs=t.lr_warmup_epochs, channels_last=cfg.model.channels_last,
         seed=cfg.seed, precision=str(cfg.trainer.precision), model_dir=cfg.model.model_dir,
     )
 
@@ -81,22 +84,33 @@ def loggers_for(out: Path) -> list[Logger]:
     return loggers
 
 
-def trainer_from(cfg: DictConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
+def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """``lightning.Trainer`` keywords of the ``trainer`` section (strategy still a name)."""
     t = cfg.trainer
     kwargs: dict[str, Any] = {k: t[k] for k in ("limit_train_batches", "limit_val_batches",
                                                  "gradient_clip_val") if t[k] is not None}
-    strategy: Any = t.strategy
-    if strategy == "ddp":
+    return dict(max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+                num_nodes=t.num_nodes, precision=lightning_precision(t.precision),
+                log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.enable_progress_bar,
+                deterministic=t.deterministic, fast_dev_run=t.fast_dev_run, **kwargs)
+
+
+def trainer_from(cfg: DictConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
+    kwargs = trainer_kwargs(cfg)
+    if kwargs["strategy"] == "ddp":
         from lightning.pytorch.strategies import DDPStrategy
 
-        strategy = DDPStrategy(process_group_backend=None)  # gloo on CPU, NCCL on GPUs
-    return L.Trainer(
-        default_root_dir=str(out), max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
-        strategy=strategy, num_nodes=t.num_nodes, precision=lightning_precision(t.precision),  # type: ignore[arg-type]
-        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.enable_progress_bar,
-        deterministic=t.deterministic, fast_dev_run=t.fast_dev_run, inference_mode=False,
-        callbacks=callbacks, logger=loggers_for(out), **kwargs,
-    )
+        kwargs["strategy"] = DDPStrategy(process_group_backend=None)  # gloo on CPU, NCCL on GPUs
+    return L.Trainer(default_root_dir=str(out), inference_mode=False, callbacks=callbacks,
+                     logger=loggers_for(out), **kwargs)
+
+
+def recipe_callbacks(cfg: DictConfig) -> list[Callback]:
+    """Callbacks the training recipe asks for: ``training.ema_decay`` -> Lightning's
+    ``EMAWeightAveraging`` (validation and every checkpoint's ``state_dict`` hold the averaged weights;
+    the raw ones are kept for resuming)."""
+    decay = cfg.training.ema_decay
+    return [] if decay is None else [EMAWeightAveraging(decay=float(decay))]
 
 
 def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
@@ -104,6 +118,7 @@ def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]
 
     ``callbacks``: extra Lightning callbacks (e.g. ``RobustAccuracyCallback``) added to the job's own.
     """
+    check_keys_are_read(cfg)
     if cfg.task == "purifier":
         from .purifier import train_purifier_job
 
@@ -119,7 +134,7 @@ def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]
     # last.ckpt after every epoch, so resuming loses at most the epoch in progress.
     last = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)
-    trainer = trainer_from(cfg, out, [best, last, *(callbacks or [])])
+    trainer = trainer_from(cfg, out, [best, last, *recipe_callbacks(cfg), *(callbacks or [])])
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         from omegaconf import OmegaConf
