@@ -129,17 +129,17 @@ def _fmt(v: Any) -> str:
 
 def markdown(report: dict[str, Any], tabs: dict[str, tuple[list[str], list[list[Any]]]]) -> str:
     lines = [f"# Robustness report: {report['name']}", "",
-             f"Model `{report['model']['spec']}` ({report['model']['parameters']} parameters), "
-             f"{report['data']['images']} test images of {report['data']['source'] or report['dataset']} "
-             f"(sha256 {report['data']['sha256'][:12]}), seed {report['seed']}, "
-             f"{report['run']['processes']} process(es), {report['run']['seconds']} s.", "",
-             (f"**Sanity checks: {report['sanity']['verdict']}**")
-             + (f" (failed: {', '.join(report['sanity']['failed'])})" if report['sanity']['failed'] else "")
-             + (f" (warnings: {', '.join(report['sanity']['warnings'])})" if report['sanity']['warnings'] else ""),
+             (f"Model `{report['model']['spec']}` ({report['model']['parameters']} parameters), "
+              f"{report['data']['images']} test images of {report['data']['source'] or report['dataset']} "
+              f"(sha256 {report['data']['sha256'][:12]}), seed {report['seed']}, "
+              f"{report['run']['processes']} process(es), {report['run']['seconds']} s."), "",
+             ((f"**Sanity checks: {report['sanity']['verdict']}**")
+              + (f" (failed: {', '.join(report['sanity']['failed'])})" if report['sanity']['failed'] else "")
+              + (f" (warnings: {', '.join(report['sanity']['warnings'])})" if report['sanity']['warnings'] else "")),
              ""]
     c = report["clean"]
-    lines += [f"Clean accuracy: **{c['accuracy']:.4f}** (95 % CI {c['ci95'][0]:.4f}-{c['ci95'][1]:.4f}, "
-              f"Clopper-Pearson; {c['correct']}/{c['total']})", ""]
+    lines += [(f"Clean accuracy: **{c['accuracy']:.4f}** (95 % CI {c['ci95'][0]:.4f}-{c['ci95'][1]:.4f}, "
+               f"Clopper-Pearson; {c['correct']}/{c['total']})"), ""]
     titles = {"whitebox": "White-box robust accuracy (L-inf)",
               "transfer": ("Transfer attacks: success rate on each target (asr_all: over all images; "
                            "asr_correct: over images the target classified correctly)"),

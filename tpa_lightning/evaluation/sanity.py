@@ -3,6 +3,7 @@ robustness"; the checks of AutoAttack). Each check: name, verdict ("pass" / "war
 the numbers behind it and a sentence."""
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 
@@ -16,7 +17,7 @@ def monotone_in_eps(whitebox: dict[str, Any], tol: float) -> dict[str, Any]:
     for label, sec in whitebox.items():
         accs = [(p["eps"], p["accuracy"]) for p in sorted(sec["curve"], key=lambda p: p["eps"])]
         curves[label] = accs
-        for (e0, a0), (e1, a1) in zip(accs, accs[1:]):
+        for (e0, a0), (e1, a1) in itertools.pairwise(accs):
             if a0 is not None and a1 is not None and a1 > a0 + tol:
                 rises.append({"attack": label, "eps": [e0, e1], "accuracy": [a0, a1]})
     if not curves:
