@@ -43,6 +43,8 @@ from tpa_lightning.attacks import TPA, Attack, attack_passes_per_image, build_at
 from tpa_lightning.chunking import AUTO, check_max_batch, rows_per_chunk
 from tpa_lightning.models import build_model
 
+#: default device of the timing helpers
+CPU = torch.device("cpu")
 
 def bf16_support() -> tuple[bool, str]:
     """Whether this CPU has bf16 instructions, and how that was decided."""
@@ -64,9 +66,17 @@ def max_batch_arg(value: str) -> int | str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def timed(fn: Callable[[], object]) -> float:
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work (a no-op on the CPU), so wall-clock timings are complete."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device = CPU) -> float:
+    synchronize(device)
     t0 = time.perf_counter()
     fn()
+    synchronize(device)
     return time.perf_counter() - t0
 
 
@@ -75,7 +85,8 @@ def raw_pass(model: nn.Module, x: Tensor, y: Tensor, dtype: torch.dtype | None) 
 
     def run() -> object:
         u = x.clone().requires_grad_(True)
-        ctx = torch.autocast("cpu", dtype=dtype) if dtype is not None else torch.autocast("cpu", enabled=False)
+        kind = x.device.type
+        ctx = torch.autocast(kind, dtype=dtype) if dtype is not None else torch.autocast(kind, enabled=False)
         with ctx:
             out = model(u)
         loss = F.cross_entropy(out.float(), y, reduction="sum")
@@ -157,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory", default="16:10,64:10,176:10,64:20",
                    help="max_batch:copies pairs of the memory probe, comma-separated ('' = skip)")
     p.add_argument("--out", default="docs/benchmarks/attack_throughput.csv")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]: where the model, the images "
+                   "and the attacks run (the memory probe is CPU-only: pass --memory '' on a GPU)")
     p.add_argument("--probe-max-batch", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.probe_max_batch:
@@ -164,14 +177,18 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     torch.set_num_threads(args.threads)
-    model = build_model(args.model).eval()
+    device = torch.device(args.device)
+    model = build_model(args.model).eval().to(device)
     for q in model.parameters():
         q.requires_grad_(False)
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(args.batch, *args.shape, generator=g)
+    x = torch.rand(args.batch, *args.shape, generator=g).to(device)
     with torch.no_grad():
         y = model(x).argmax(1)
-    has_bf16, how = bf16_support()
+    if device.type == "cuda":
+        has_bf16, how = torch.cuda.is_bf16_supported(), f"cuda device {torch.cuda.get_device_name(device)}"
+    else:
+        has_bf16, how = bf16_support()
     precisions = ["32"] + (["bf16"] if has_bf16 and not args.no_bf16 else [])
     print(f"model {args.model}, batch {args.batch}, steps {args.steps}, copies {args.copies}, "
           f"threads {args.threads}, torch {torch.__version__}; bf16: {has_bf16} ({how})", flush=True)
@@ -217,12 +234,12 @@ def main(argv: list[str] | None = None) -> None:
             # the raw pass is timed right next to each attack call (same precision), so both see
             # the same machine load; the bound uses the median of all raw samples of that precision
             raw_fns[prec]()
-            raw_t[prec].append(timed(raw_fns[prec]))
-            samples.append(timed(lambda a=atk: a(x, y)))  # type: ignore[misc]
+            raw_t[prec].append(timed(raw_fns[prec], device))
+            samples.append(timed(lambda a=atk: a(x, y), device))  # type: ignore[misc]
         if not args.no_authors and "tpa" in names:
             for q in model.parameters():
                 q.requires_grad_(True)
-            authors_t.append(timed(lambda: authors_loop(model, x, y, args.steps, args.copies)))
+            authors_t.append(timed(lambda: authors_loop(model, x, y, args.steps, args.copies), device))
             model.zero_grad(set_to_none=True)
             for q in model.parameters():
                 q.requires_grad_(False)

@@ -36,19 +36,29 @@ from tpa_lightning.training import AdversarialTrainingModule
 
 OBJECTIVES = ("clean", "pgd_at", "tpa_at")
 ATTACK = {"name": "tpa", "eps": 0.1, "steps": 2, "copies": 2, "max_batch": 128}  # the default run's attack
+#: the training attack of each objective: tpa_at the default run's, pgd_at PGD at its budget and steps
+ATTACK_OF = {"clean": {}, "pgd_at": {"eps": 0.1, "steps": 2, "max_batch": 128}, "tpa_at": ATTACK}
 
 
-def _timed(fn, reps: int) -> float:
+#: default device of the timing helpers
+CPU = torch.device("cpu")
+
+
+def _timed(fn, reps: int, device: torch.device = CPU) -> float:
     fn()                                                          # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     t = time.perf_counter()
     for _ in range(reps):
         fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return (time.perf_counter() - t) / reps
 
 
 def _module(objective: str) -> AdversarialTrainingModule:
     return AdversarialTrainingModule("small_cnn", num_classes=10, in_chans=1, mean=list(INFO.mean),
-                                     std=list(INFO.std), objective=objective, attack=ATTACK,
+                                     std=list(INFO.std), objective=objective, attack=ATTACK_OF[objective],
                                      schedule="none", val_attack_batches=0)
 
 
@@ -63,6 +73,8 @@ class EpochTimer(L.Callback):
             self.t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)     # the step's kernels are done before timing
         if batch_idx >= 1:
             self.images += batch[0].shape[0]
             self.seconds = time.perf_counter() - self.t0
@@ -74,15 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--csv", default=None)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: raw steps and Trainer.fit run there")
     args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
     b = args.batch_size
     x_all, y_all = load_fashion_mnist("data", train=True)
     n = b * args.batches
     x, y = x_all[:n].float() / 255.0, y_all[:n].long()
-    xb, yb = x[:b], y[:b]
+    xb, yb = x[:b].to(device), y[:b].to(device)
 
     ref = _module("clean")
-    net = ref.model
+    net = ref.model.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
 
     def train_step() -> None:
@@ -98,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def raw() -> tuple[float, float]:
         """Median-of-3 raw train-step and attack-pass throughput, measured now."""
-        t_train = statistics.median(_timed(train_step, 10) for _ in range(3))
-        t_pass = statistics.median(_timed(attack_pass, 10) for _ in range(3))
+        t_train = statistics.median(_timed(train_step, 10, device) for _ in range(3))
+        t_pass = statistics.median(_timed(attack_pass, 10, device) for _ in range(3))
         return b / t_train, b / t_pass
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {b}, {args.batches} batches, "
@@ -112,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             module = _module(objective)
             passes = 0.0 if objective == "clean" else attack_passes_per_image(module.training_attack())
             timer = EpochTimer()
-            trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False,
+            trainer = L.Trainer(max_epochs=1, accelerator=accelerator, devices=1, logger=False,
                                 enable_checkpointing=False, enable_progress_bar=False,
                                 enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
             trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=b, shuffle=True))
