@@ -14,7 +14,7 @@ from .helpers import tiny_batch, tiny_model
 RANDOM = ("pgd", "vt", "pgn", "ssa", "rap", "tpa")
 
 
-def _attack(name: str, **kw):  # noqa: ANN202
+def _attack(name: str, **kw):
     opts = {"eps": 8 / 255, "steps": 2, **kw}
     if name in ("vt", "pgn", "ssa", "tpa"):
         opts["copies"] = 2
