@@ -47,6 +47,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "small_cnn"              # small_cnn | cifar_resnet18 | timm:<name> | pretrained:<name> | robustbench:<name> | path
+    weights: str | None = None        # local weight file for timm:/torchvision: models
     arch: str | None = None           # architecture of a plain state-dict file
     model_dir: str = "models"            # where robustbench weights are read from
     normalize: bool = True               # put the dataset's mean/std inside the model
@@ -76,6 +77,7 @@ class AttackConfig:
     max_batch: int | str = "auto"        # rows per forward+backward chunk; auto: 64 on a CPU, all on a GPU
     seed: int | None = None           # None: derived from the run's seed
     options: dict[str, Any] = field(default_factory=dict)   # any other keyword of the attack
+    transforms: list[str] = field(default_factory=list)     # composed input transforms: di, ti, si, admix
 
 
 def _val_attack() -> AttackConfig:

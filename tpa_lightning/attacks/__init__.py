@@ -1,6 +1,8 @@
 """Attacks: TPA (both modes) and the baselines it is compared with, on one base class.
 
 ``atk = build_attack("pgd", model, eps=8/255); x_adv = atk(x, y)``; ``atk(x, y, target=t)`` targets.
+``build_attack("tpa", model, transforms=["di", "ti"])`` composes input transformations (DI, TI, SI,
+Admix) with any gradient attack (:mod:`.transforms`).
 """
 from .base import Attack, MomentumMixin
 from .context import model_eval_no_param_grad, unwrap_model
@@ -12,6 +14,19 @@ from .objectives import attack_objective
 from .rap import RAP
 from .registry import ATTACKS, attack_option_names, attack_passes_per_image, build_attack
 from .tpa import TPA
+from .transforms import (
+    TRANSFORMS,
+    Admix,
+    DiverseInputs,
+    GradientTransform,
+    InputTransform,
+    ScaleInvariance,
+    TransformedAttack,
+    TranslationInvariance,
+    parse_transforms,
+    transformed_class,
+    with_transforms,
+)
 
 __all__ = [
     "ATTACKS",
@@ -28,13 +43,24 @@ __all__ = [
     "SSA",
     "TI",
     "TPA",
+    "TRANSFORMS",
     "VT",
+    "Admix",
     "Attack",
+    "DiverseInputs",
+    "GradientTransform",
+    "InputTransform",
     "MomentumMixin",
+    "ScaleInvariance",
+    "TransformedAttack",
+    "TranslationInvariance",
     "attack_objective",
     "attack_option_names",
     "attack_passes_per_image",
     "build_attack",
     "model_eval_no_param_grad",
+    "parse_transforms",
+    "transformed_class",
     "unwrap_model",
+    "with_transforms",
 ]

@@ -65,22 +65,31 @@ class DI(_PerCopyTransform):
         self.resize_rate = float(resize_rate)
 
     def make_transform(self, x: Tensor) -> BlockFn:
-        h, w = x.shape[-2:]
-        big_h, big_w = int(h * self.resize_rate), int(w * self.resize_rate)
         apply_, a, b, c = self.rand_scalars(4, x.device).tolist()
-        if apply_ >= self.p or (big_h == h and big_w == w):
+        if apply_ >= self.p:
             return lambda u: u
-        rh = h + int(a * (big_h - h))
-        rw = w + int(a * (big_w - w))
-        top = int(b * (big_h - rh + 1))
-        left = int(c * (big_w - rw + 1))
+        return resize_pad(x.shape[-2], x.shape[-1], self.resize_rate, a, b, c)
 
-        def fn(u: Tensor) -> Tensor:
-            r = F.interpolate(u, size=(rh, rw), mode="nearest")
-            r = F.pad(r, (left, big_w - rw - left, top, big_h - rh - top))
-            return F.interpolate(r, size=(h, w), mode="bilinear", align_corners=False)
 
-        return fn
+def resize_pad(h: int, w: int, resize_rate: float, a: float, b: float, c: float) -> BlockFn:
+    """DI's random resize-and-pad of (H, W) = (``h``, ``w``) images, from three U(0, 1) draws: resize
+    to ``r`` in [S, ``resize_rate`` S) (``a``; nearest), zero-pad at a random position (``b``: top,
+    ``c``: left) to ``resize_rate`` S, resize back to S (bilinear). Differentiable in its input; the
+    identity when ``int(resize_rate * S) == S``."""
+    big_h, big_w = int(h * resize_rate), int(w * resize_rate)
+    if big_h == h and big_w == w:
+        return lambda u: u
+    rh = h + int(a * (big_h - h))
+    rw = w + int(a * (big_w - w))
+    top = int(b * (big_h - rh + 1))
+    left = int(c * (big_w - rw + 1))
+
+    def fn(u: Tensor) -> Tensor:
+        r = F.interpolate(u, size=(rh, rw), mode="nearest")
+        r = F.pad(r, (left, big_w - rw - left, top, big_h - rh - top))
+        return F.interpolate(r, size=(h, w), mode="bilinear", align_corners=False)
+
+    return fn
 
 
 def gaussian_kernel(size: int, nsig: float = 3.0) -> Tensor:
@@ -89,6 +98,21 @@ def gaussian_kernel(size: int, nsig: float = 3.0) -> Tensor:
     k1 = torch.exp(-0.5 * t * t)
     k = torch.outer(k1, k1)
     return k / k.sum()
+
+
+def ti_kernel_size(h: int, w: int) -> int:
+    """TI's default kernel size for (H, W) inputs: 7 up to 64x64 (CIFAR-style), else 15 (ImageNet)."""
+    return 7 if max(h, w) <= 64 else 15
+
+
+def smooth_gradient(g: Tensor, kernel_size: int | None = None, sigma: float = 3.0) -> Tensor:
+    """TI's smoothing: ``g`` (N, C, H, W) convolved per channel with the ``kernel_size`` Gaussian
+    kernel spanning +-``sigma`` standard deviations (zero padding, same size); ``kernel_size`` None:
+    :func:`ti_kernel_size`."""
+    size = kernel_size or ti_kernel_size(g.shape[-2], g.shape[-1])
+    c = g.shape[1]
+    k = gaussian_kernel(size, sigma).to(g.device, g.dtype).expand(c, 1, size, size)
+    return F.conv2d(g, k, padding=size // 2, groups=c)
 
 
 class TI(MomentumMixin):
@@ -114,11 +138,7 @@ class TI(MomentumMixin):
         self.sigma = float(sigma)
 
     def direction(self, x: Tensor, delta: Tensor, labels: Tensor, it: int) -> Tensor:
-        g = self.input_grad(x + delta, labels)
-        size = self.kernel_size or (7 if max(x.shape[-2:]) <= 64 else 15)
-        c = x.shape[1]
-        k = gaussian_kernel(size, self.sigma).to(g.device, g.dtype).expand(c, 1, size, size)
-        return F.conv2d(g, k, padding=size // 2, groups=c)
+        return smooth_gradient(self.input_grad(x + delta, labels), self.kernel_size, self.sigma)
 
 
 def _random_lengths(total: int, parts: int, r: list[float]) -> list[int]:

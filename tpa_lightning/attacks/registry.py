@@ -1,7 +1,9 @@
-"""``ATTACKS`` (name -> class), ``build_attack`` and ``attack_passes_per_image``."""
+"""``ATTACKS`` (name -> class), ``build_attack`` (with composable ``transforms``) and
+``attack_passes_per_image``."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from typing import Any
 
 from torch import nn
@@ -13,6 +15,7 @@ from .momentum import MI, NI
 from .neighbourhood import GNP, PGN, VT
 from .rap import RAP
 from .tpa import TPA
+from .transforms import Transform, parse_transforms, transformed_class
 
 #: Every attack by its registry name.
 ATTACKS: dict[str, type[Attack]] = {
@@ -20,13 +23,28 @@ ATTACKS: dict[str, type[Attack]] = {
 }
 
 
-def build_attack(name: str, model: nn.Module, **options: Any) -> Attack:
+def build_attack(name: str, model: nn.Module, transforms: Iterable[str | Transform] | str | None = None,
+                 **options: Any) -> Attack:
     """Build the attack ``name`` (case-insensitive; see ``ATTACKS``) on ``model`` with ``options``
-    (``eps``, ``steps``, ``step_size``, ``norm``, ``seed``, ``max_batch``, ... and the attack's own)."""
+    (``eps``, ``steps``, ``step_size``, ``norm``, ``seed``, ``max_batch``, ... and the attack's own).
+
+    ``transforms``: input transformations composed with the attack, any of ``"di"``, ``"ti"``,
+    ``"si"``, ``"admix"`` (e.g. ``build_attack("tpa", model, transforms=["di", "ti"])``; see
+    :mod:`~tpa_lightning.attacks.transforms`); the attack is then an instance of a subclass of its
+    class (:func:`~.transforms.transformed_class`) and costs the product of the factors more passes.
+    None or empty: the plain attack.
+
+    Raises:
+        ValueError: an unknown attack, option or transform, or a bad value.
+    """
     key = str(name).lower()
     if key not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; known: {', '.join(sorted(ATTACKS))}")
+    with_transforms = bool(parse_transforms(transforms))   # checks the names first
     try:
+        if with_transforms:
+            cls: type[Any] = transformed_class(ATTACKS[key])
+            return cls(model, transforms=transforms, **options)   # type: ignore[no-any-return]
         return ATTACKS[key](model, **options)
     except TypeError as err:
         raise ValueError(f"bad option for attack {key!r}: {err}") from None
@@ -42,7 +60,8 @@ def attack_passes_per_image(attack: Attack) -> float:
 
 
 def attack_option_names(name: str) -> frozenset[str]:
-    """Keyword options the attack ``name`` takes (its constructor's and its bases', ``model`` excluded).
+    """Keyword options the attack ``name`` takes (its constructor's and its bases', ``model`` excluded),
+    and ``transforms``, which :func:`build_attack` takes for every attack.
 
     Raises:
         ValueError: ``name`` is not in ``ATTACKS``.
@@ -55,4 +74,4 @@ def attack_option_names(name: str) -> frozenset[str]:
         if isinstance(cls, type) and issubclass(cls, Attack) and "__init__" in vars(cls):
             params = inspect.signature(vars(cls)["__init__"]).parameters.values()
             names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return frozenset(names - {"self", "model"})
+    return frozenset((names - {"self", "model"}) | {"transforms"})

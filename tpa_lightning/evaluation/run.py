@@ -13,6 +13,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from ..config import to_container
+from ..data.imagenet_labels import check_model_classes
+from ..models.normalized import check_input_size
 from .autoattack_eval import AutoAttackSection
 from .cache import SectionCache, settings_key
 from .certified import CertifySection
@@ -29,7 +31,9 @@ MODEL = "model"
 
 def resolve_model_spec(cfg: DictConfig) -> tuple[str, str | None]:
     """``(spec, checkpoint)`` of the evaluated model: ``checkpoint=`` if given; else ``model.name`` if
-    it names weights (``pretrained:``, ``robustbench:`` or a file); else ``last.ckpt`` of the newest
+    it names weights (``pretrained:``, ``robustbench:`` or a file) or ``model.weights`` gives a local
+    weight file for a ``timm:``/``torchvision:`` architecture (then the checkpoint is that file); else
+    ``last.ckpt`` of the newest
     run of ``experiment`` under ``outputs/`` (FileNotFoundError if there is none)."""
     if cfg.checkpoint:
         path = Path(str(cfg.checkpoint))
@@ -37,6 +41,11 @@ def resolve_model_spec(cfg: DictConfig) -> tuple[str, str | None]:
             raise FileNotFoundError(f"checkpoint: file not found: {path}")
         return str(path), str(path)
     name = str(cfg.model.name)
+    if cfg.model.weights:                  # timm:/torchvision: architecture + a local weight file
+        path = Path(str(cfg.model.weights))
+        if not path.is_file():
+            raise FileNotFoundError(f"model.weights: file not found: {path}")
+        return name, str(path)
     if name.startswith(("pretrained:", "robustbench:")):
         return name, None
     if Path(name).is_file():
@@ -60,7 +69,7 @@ def _build(spec: str, cfg: DictConfig, info: Any) -> nn.Module:
     kwargs = dict(to_container(cfg)["model"]["kwargs"]) if not Path(spec).exists() else {}
     model = build_model(spec, num_classes=info.num_classes, in_chans=info.in_chans,
                         mean=list(info.mean) if m.normalize else None, std=list(info.std) if m.normalize else None,
-                        model_dir=str(m.model_dir), arch=m.arch, **kwargs)
+                        model_dir=str(m.model_dir), arch=m.arch, weights=m.weights if spec == m.name else None, **kwargs)
     return model.eval()
 
 
@@ -196,9 +205,9 @@ def evaluate(cfg: DictConfig, model: nn.Module | None = None, dataset: Any = Non
     if model is None:
         spec, ckpt = resolve_model_spec(cfg)
         model = _build(spec, cfg, info)
-        if info.name == "image_folder":        # labels vs the model's classes, before anything runs
-            from ..data.imagenet_labels import check_model_classes
+        if info.name == "image_folder":        # labels and input size vs the model, before anything runs
             check_model_classes(model, info, dataset)
+            check_input_size(model, info.image_size)
     else:
         spec, ckpt = "<given in Python>", None
     model = model.eval()

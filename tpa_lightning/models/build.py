@@ -3,9 +3,16 @@
 Specs: an architecture of :data:`ARCHITECTURES` (``small_cnn``, ``cifar_resnet18``, ``cifar_vgg``,
 ``cifar_mobilenet``, ``cifar_densenet``, ``cifar_convnext``, ``cifar_vit``), ``timm:<name>`` (random
 init; no hub download unless ``pretrained=True`` is passed where the network allows),
-``pretrained:<name>`` (weights shipped in an installed package), ``robustbench:<name>[@dataset/threat]``
-(weights from ``model_dir``), or the path of a weight file (a train.py checkpoint rebuilds itself; a
-plain state dict needs ``arch=``).
+``torchvision:<name>`` (a torchvision classification model, random init), ``pretrained:<name>``
+(weights shipped in an installed package), ``robustbench:<name>[@dataset/threat]`` (weights from
+``model_dir``; ImageNet models record their resize/crop as ``input_size``/``preprocessing``), or the
+path of a weight file (a train.py checkpoint rebuilds itself; a plain state dict needs ``arch=``).
+
+``timm:<name>`` and ``torchvision:<name>`` with ``weights=PATH`` (``model.weights``): the weights of a
+local state-dict or safetensors file (read with ``weights_only=True``, never unpickled), with the
+normalisation they were trained with inside the model (timm's ``pretrained_cfg`` mean/std;
+ImageNet's for torchvision) and ``input_size``/``interpolation`` recorded but not applied: see
+:mod:`.timm_torchvision`. Nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ from .cifar_vit import cifar_vit
 from .normalized import NormalizedClassifier
 from .pretrained import PRETRAINED
 from .small_cnn import SmallCNN
+from .timm_torchvision import timm_network, timm_pretrained, torchvision_network, torchvision_pretrained
 
 #: architecture name -> constructor(num_classes, in_chans, **options)
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
@@ -45,24 +53,16 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "cifar_vit": cifar_vit,
 }
 
-KNOWN_SPECS = (f"{', '.join(ARCHITECTURES)}, timm:<name>, pretrained:<name> "
+KNOWN_SPECS = (f"{', '.join(ARCHITECTURES)}, timm:<name>, torchvision:<name>, pretrained:<name> "
                f"({', '.join(PRETRAINED)}), robustbench:<name>[@dataset/threat], "
                f"or the path of a weight file ({' '.join(CHECKPOINT_SUFFIXES)})")
 
 
-def _timm(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
-    import timm
-
-    if not timm.is_model(name):
-        raise ValueError(f"'{name}' is not a timm architecture (timm.list_models() lists them)")
-    kwargs.setdefault("pretrained", False)
-    net: nn.Module = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    return net
-
-
 def _architecture(spec: str, num_classes: int, in_chans: int, kwargs: dict[str, Any]) -> nn.Module:
     if spec.startswith("timm:"):
-        return _timm(spec[len("timm:"):], num_classes, in_chans, **kwargs)
+        return timm_network(spec[len("timm:"):], num_classes, in_chans, **kwargs)
+    if spec.startswith("torchvision:"):
+        return torchvision_network(spec[len("torchvision:"):], num_classes, in_chans, **kwargs)
     if spec in ARCHITECTURES:
         return ARCHITECTURES[spec](num_classes=num_classes, in_chans=in_chans, **kwargs)
     raise ValueError(f"unknown model '{spec}'; known: {KNOWN_SPECS}")
@@ -79,7 +79,8 @@ def _check_count(what: str, given: int | None, actual: int, spec: str) -> None:
 
 def build_model(spec: str, num_classes: int | None = None, in_chans: int | None = None, *,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                model_dir: str | Path = "models", arch: str | None = None, **kwargs: Any) -> nn.Module:
+                model_dir: str | Path = "models", arch: str | None = None, weights: str | Path | None = None,
+                **kwargs: Any) -> nn.Module:
     """A classifier of ``spec`` that takes images in [0, 1] (NCHW) and returns logits.
 
     Args:
@@ -90,10 +91,16 @@ def build_model(spec: str, num_classes: int | None = None, in_chans: int | None 
             dataset's); ignored by pretrained, RobustBench and train.py models, which carry their own.
         model_dir: where RobustBench weights are read from (``<model_dir>/<dataset>/<threat>/<name>.pt``).
         arch: the architecture spec of a plain state-dict file.
+        weights: a local weight file for a ``timm:`` or ``torchvision:`` spec (state dict or
+            safetensors); the model then carries the network's own normalisation (``mean``/``std``
+            are ignored) and ``input_size``; ``num_classes`` defaults to the file's head (timm) or
+            1000 (torchvision). None: random initialisation.
         **kwargs: options of the architecture (``width`` of small_cnn, timm's ``img_size`` ...).
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"model spec must be a non-empty string; known: {KNOWN_SPECS}")
+    if weights is not None:
+        return _with_weights(spec, Path(weights), num_classes, in_chans, kwargs)
     if spec.startswith("pretrained:"):
         name = spec[len("pretrained:"):]
         if name not in PRETRAINED:
@@ -106,13 +113,23 @@ def build_model(spec: str, num_classes: int | None = None, in_chans: int | None 
         from .robustbench_adapter import load_robustbench
 
         return load_robustbench(spec[len("robustbench:"):], model_dir=model_dir, **kwargs)
-    if spec.startswith("timm:") or spec in ARCHITECTURES:
+    if spec.startswith(("timm:", "torchvision:")) or spec in ARCHITECTURES:
         net = _architecture(spec, 10 if num_classes is None else int(num_classes),
                             3 if in_chans is None else int(in_chans), dict(kwargs))
         return NormalizedClassifier(net, mean, std, in_chans=in_chans)
     if _is_path(spec):
         return _from_file(Path(spec), num_classes, in_chans, mean, std, model_dir, arch, kwargs)
     raise ValueError(f"unknown model '{spec}'; known: {KNOWN_SPECS}")
+
+
+def _with_weights(spec: str, weights: Path, num_classes: int | None, in_chans: int | None,
+                  kwargs: dict[str, Any]) -> nn.Module:
+    if spec.startswith("timm:"):
+        return timm_pretrained(spec[len("timm:"):], weights, num_classes, in_chans, **kwargs)
+    if spec.startswith("torchvision:"):
+        return torchvision_pretrained(spec[len("torchvision:"):], weights, num_classes, in_chans, **kwargs)
+    raise ValueError(f"weights= (model.weights) is for timm:<name> and torchvision:<name> specs, not '{spec}'; "
+                     "a weight file of another architecture is given as the spec itself (with arch=)")
 
 
 def _from_file(path: Path, num_classes: int | None, in_chans: int | None, mean: Sequence[float] | None,

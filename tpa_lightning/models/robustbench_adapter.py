@@ -4,6 +4,10 @@ robustbench 1.1.1 imports ``autoattack`` (the package now installs as ``pyautoat
 ``pkg_resources`` (``setuptools<81``); :func:`import_robustbench` supplies the alias. Weights are read
 from ``model_dir/<dataset>/<threat>/<name>.pt`` (RobustBench's own layout) with ``weights_only=True``;
 they are downloaded (RobustBench's Google Drive links) only with ``download=True``.
+
+ImageNet models normalise inside (RobustBench's ``normalize_model``) and take [0, 1] images of the
+size their RobustBench preprocessing crops to; :func:`imagenet_preprocessing` records it on the model
+(``preprocessing``, ``input_size``, ``interpolation``, ``crop_pct``) and the data pipeline resizes.
 """
 from __future__ import annotations
 
@@ -115,4 +119,42 @@ def load_robustbench(rest: str, model_dir: str | Path = "models", download: bool
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"RobustBench weights {paths[0]} do not fit {name}: {first}") from None
+    setattr(model, "spec", f"robustbench:{name}@{dataset}/{threat}")  # noqa: B010 - a plain attribute
+    if dataset == "imagenet":
+        for key, value in imagenet_preprocessing(name, threat).items():
+            setattr(model, key, value)
     return model.eval()
+
+
+#: RobustBench's ImageNet preprocessings (``robustbench.data.PREPROCESSINGS``): the size the model
+#: takes, the interpolation of the resize before the centre crop (None: no resize) and crop / resize.
+_RB_PREPROCESSINGS: dict[str, tuple[int, str | None, float | None]] = {
+    "Res256Crop224": (224, "bilinear", 224 / 256),
+    "BicubicRes256Crop224": (224, "bicubic", 224 / 256),
+    "Res224": (224, "bilinear", 1.0),
+    "Crop288": (288, None, None),
+}
+
+
+def imagenet_preprocessing(name: str, threat: str) -> dict[str, object]:
+    """How RobustBench prepares ImageNet images for ``name`` (metadata; the model normalises inside):
+    ``preprocessing`` (RobustBench's name), ``input_size`` (C, H, W), ``interpolation``, ``crop_pct``.
+    The data pipeline must produce images of ``input_size``; the model does not resize."""
+    import_robustbench()
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    entry = model_dicts[BenchmarkDataset("imagenet")][ThreatModel(threat)].get(name, {})
+    prep = entry.get("preprocessing")
+    if isinstance(prep, str) and prep in _RB_PREPROCESSINGS:
+        size, interp, crop = _RB_PREPROCESSINGS[prep]
+        return {"preprocessing": prep, "input_size": (3, size, size), "interpolation": interp, "crop_pct": crop}
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    timm_name = f"{name.lower().replace('-', '_')}_imagenet_{threat.lower()}"
+    cfg = get_pretrained_cfg(timm_name) if timm.is_model(timm_name) else None
+    if cfg is None:
+        return {"preprocessing": prep}
+    return {"preprocessing": f"timm:{timm_name}", "input_size": tuple(int(v) for v in cfg.input_size),
+            "interpolation": cfg.interpolation, "crop_pct": cfg.crop_pct}

@@ -32,8 +32,12 @@ TRAINING_KEYS_READ_WITH: dict[str, tuple[str, str]] = {
     "sgd_momentum": ("optimizer", "sgd"),
     "lr_warmup_epochs": ("schedule", "cosine"),
 }
-#: ``model.<key>`` that train.py never reads (evaluate.py's: ``arch`` describes a plain state-dict file).
-MODEL_KEYS_NOT_READ: tuple[str, ...] = ("arch",)
+#: ``model.<key>`` that train.py never reads (evaluate.py's: ``arch`` describes a plain state-dict file,
+#: ``weights`` is the local weight file of a timm:/torchvision: model to evaluate).
+MODEL_KEYS_NOT_READ: dict[str, str] = {
+    "arch": "evaluate.py reads it, for plain state-dict files",
+    "weights": "evaluate.py reads it, for timm:/torchvision: models; train.py starts from model.name",
+}
 #: Sections each task reads (``seed``, ``out``, ``ckpt_path``, ``data``, ``trainer`` are read by both).
 SECTIONS_READ_BY_TASK: dict[str, tuple[str, ...]] = {
     "classifier": ("model", "attack", "training"),
@@ -72,7 +76,7 @@ def check_keys_are_read(cfg: DictConfig) -> None:
         return
     for key in given_keys(conf["model"], base["model"]):
         if key in MODEL_KEYS_NOT_READ:
-            _reject(f"model.{key}", "not read by train.py (evaluate.py reads it for plain state-dict files)")
+            _reject(f"model.{key}", f"not read by train.py ({MODEL_KEYS_NOT_READ[key]})")
     objective = str(cfg.training.objective)
     for key in given_keys(conf["training"], base["training"]):
         readers = TRAINING_KEYS_READ_BY.get(key)
