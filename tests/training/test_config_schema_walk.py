@@ -46,7 +46,7 @@ ALTERNATIVES: dict[str, Any] = {
     "training.val_attack.norm": "l2", "training.val_attack.mode": "paper",
     "training.val_attack.init": "zeros", "training.val_attack.loss": "logit",
     "training.val_attack.options": {"eot_samples": 2}, "training.val_attack.max_batch": 7,
-    "training.lr_warmup_epochs": 1.0, "trainer.accelerator": "cpu", "trainer.devices": 2,
+    "training.lr_warmup_epochs": 1.0, "attack.transforms": ["di"], "training.val_attack.transforms": ["di"], "trainer.accelerator": "cpu", "trainer.devices": 2,
     "trainer.strategy": "ddp", "trainer.precision": "bf16", "purifier.feature_model": "small_cnn",
     "training.val_attack.copies": 3, "training.val_attack.mix": 0.5, "training.val_attack.lam": 1.0,
 }

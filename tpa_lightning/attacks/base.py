@@ -54,6 +54,14 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 }
 
 
+def attack_precision(precision: str | int | None) -> str:
+    """The attack precision (a key of :data:`PRECISIONS`) for a Lightning or config precision:
+    ``"bf16-mixed"``/``"bf16"`` -> ``"bf16"``, ``"16-mixed"``/``"16"`` -> ``"16"``, anything else
+    (``"32"``, ``"32-true"``, ``"64-true"``, None) -> ``"32"`` (attacks run in fp32 or under autocast)."""
+    p = str(precision or "32")
+    return "bf16" if p.startswith("bf16") else "16" if p.startswith("16") else "32"
+
+
 def per_sample_norm(t: Tensor, p: float = 2.0) -> Tensor:
     """Norm of each sample (over all but the first dim), shaped ``(N, 1, 1, ...)`` for broadcasting."""
     flat = t.flatten(1)

@@ -12,6 +12,7 @@ import torchmetrics
 from torch import Tensor, nn
 
 from ..attacks import Attack, build_attack, model_eval_no_param_grad
+from ..attacks.base import attack_precision
 from ..models import build_model
 from ..models.checkpoint import MODEL_META_KEY
 from .objectives import (
@@ -32,11 +33,6 @@ def attack_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
     opts = {k: v for k, v in cfg.items() if k not in _ATTACK_KEYS_NOT_OPTIONS and v is not None}
     opts.update(dict(cfg.get("options") or {}))
     return opts
-
-
-def lightning_to_attack_precision(precision: str | int | None) -> str:
-    p = str(precision or "32")
-    return "bf16" if p.startswith("bf16") else "16" if p.startswith("16") else "32"
 
 
 class AdversarialTrainingModule(L.LightningModule):
@@ -153,7 +149,7 @@ class AdversarialTrainingModule(L.LightningModule):
     def _build(self, name: str, cfg: Mapping[str, Any], **overrides: Any) -> Attack:
         opts = attack_options(cfg)
         opts.update(overrides)
-        opts.setdefault("precision", lightning_to_attack_precision(self.hp.precision))
+        opts.setdefault("precision", attack_precision(self.hp.precision))
         return build_attack(name, self.model, **opts)
 
     def training_attack(self, eps: float | None = None) -> Attack:

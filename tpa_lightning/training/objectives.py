@@ -79,7 +79,7 @@ def unread_attack_keys(objective: str, attack: Mapping[str, Any]) -> list[str]:
     reads = OBJECTIVE_ATTACKS[objective].reads
     if reads is None:
         return []
-    return [k for k, v in attack.items() if k not in reads and v is not None and v != {} and k != "name"]
+    return [k for k, v in attack.items() if k not in reads and v not in (None, {}, []) and k != "name"]
 
 
 def trades_loss(logits_adv: Tensor, logits_clean: Tensor, y: Tensor, beta: float) -> Tensor:
