@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .settings import FULL, PARTS, QUICK, Settings
-from .zoo import DEFAULT_ROOT, QUICK_ROOT
+from .zoo import DEFAULT_ROOT, QUICK_ROOT, ZooTrainingError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,7 +110,7 @@ def settings_from(a: argparse.Namespace) -> Settings:
 
 def _expected_failure(err: Exception) -> bool:
     """Failures that end with one line and status 2 (anything else is a bug and keeps its traceback)."""
-    return isinstance(err, (FileNotFoundError, ValueError, ImportError)) or type(err).__name__ == "ZooTrainingError"
+    return isinstance(err, (FileNotFoundError, ValueError, ImportError, ZooTrainingError))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .runner import RunState, UnitResult, ablation_default
-from .settings import ATTACK_TITLES, Ablation
+from .results import RunState, UnitResult
+from .settings import ATTACK_TITLES, Ablation, ablation_default
 from .stats import as_tensor, paired_difference
 from .tables import mean_rate, pct
 

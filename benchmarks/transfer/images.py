@@ -54,6 +54,23 @@ def balanced_indices(labels: Tensor, n: int) -> Tensor:
     return torch.tensor(order, dtype=torch.int64)
 
 
+HELDOUT_RULE = ("held out: every test image outside the benchmark's class-balanced N (the benchmark never "
+                "attacks them), in the official test order")
+
+
+def load_heldout_images(n_benchmark: int, root: str = "data") -> Images:
+    """The CIFAR-10 test images the benchmark does not use: all but its ``n_benchmark`` class-balanced
+    ones (9,000 of 10,000 for the full benchmark's 1,000); where the zoo's accuracy floors are measured."""
+    from tpa_lightning.data.cifar10 import load_cifar10
+
+    images, labels, source = load_cifar10(root, train=False)
+    used = balanced_indices(labels, n_benchmark)
+    keep = torch.ones(labels.numel(), dtype=torch.bool)
+    keep[used] = False
+    idx = torch.nonzero(keep).flatten()
+    return Images(images[idx].float() / 255.0, labels[idx].clone(), idx, source, HELDOUT_RULE)
+
+
 def load_test_images(n: int, root: str = "data") -> Images:
     """``n`` class-balanced CIFAR-10 test images (the JPEG copy unless torchvision's files are in ``root``)."""
     from tpa_lightning.data.cifar10 import load_cifar10

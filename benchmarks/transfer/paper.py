@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .runner import RunState
+from .results import RunState
 from .settings import ATTACK_TITLES
 from .tables import TableSpec, mean_rate, paired_against, rows_of, table_specs
 

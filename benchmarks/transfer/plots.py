@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from .runner import RunState
+from .results import RunState
 from .settings import ATTACK_TITLES
 from .tables import TableSpec, attack_order, column_title, rows_of
 

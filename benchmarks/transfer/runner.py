@@ -11,8 +11,7 @@ import fnmatch
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,9 @@ from torch import Tensor, nn
 from .claims import claim
 from .crafting import Unit, craft, crafted_record, unit_key
 from .flatness import neighbourhood_grad_norm
-from .images import Images, load_test_images, target_classes
-from .settings import CRAFT_PRIORITY, PARTS, Ablation, Settings
+from .images import load_test_images, target_classes
+from .results import RunState, UnitResult
+from .settings import CRAFT_PRIORITY, PARTS, Settings, ablation_default
 from .stats import success_counts
 from .store import Store, safe_label, settings_key
 from .targets import Target, cached_predictions, defense_target, model_target
@@ -34,117 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: Which target kinds a part of the run evaluates.
 PART_KINDS = {"table1": "normal", "table2": "secured", "table5": "defense"}
-
-#: TPA defaults of the ablation rows (an override equal to the default IS the main unit).
-ABLATION_DEFAULTS: dict[str, dict[str, float]] = {
-    "tpa": {"copies": 10, "noise_radius": 0.112, "lookahead": 0.0113, "mix": 0.8},
-    "tpa_paper": {"lam": 5.0, "copies": 10, "noise_radius": 0.112, "lookahead": 0.05},
-}
-
-
-def ablation_default(ab: Ablation, steps: int) -> float | None:
-    """The sweep's value at TPA's defaults, the main tables' setting (``steps``: their iterations);
-    None if the sweep has none."""
-    if ab.param == "steps":
-        return float(steps)
-    d = ABLATION_DEFAULTS.get(ab.label, {}).get(ab.param)
-    return None if d is None else float(d)
-
-
-@dataclass
-class UnitResult:
-    unit: Unit
-    group: str                      # "main", "targeted", "ablation" or "seeds"
-    key: str
-    seconds: float
-    images_per_s: float
-    passes_per_image: float
-    n: int
-    evals: dict[str, dict[str, Any]] = field(default_factory=dict)   # target name -> success_counts
-    flat_mean: float | None = None
-    flat_sem: float | None = None
-    flat_images: list[float] | None = None
-    load_avg: float | None = None     # 1-minute load average when the set was finished (None: not recorded)
-    threads: int | None = None        # torch threads that crafted it
-    cpu_seconds: float | None = None  # CPU seconds the crafting process got (None: not recorded)
-    hits: dict[str, list[int]] = field(default_factory=dict)   # target name -> per-image success (0/1)
-    #: seconds per image-pass over the fastest twin's (the same attack and settings but eps or targeting,
-    #: crafted with as many threads); set by :func:`compare_twins`, None without a twin
-    twin_ratio: float | None = None
-
-    def fooled(self, targets: Sequence[str]) -> list[int] | None:
-        """Per image: how many of ``targets`` it fools (untargeted; for a targeted unit, how many
-        predict the target class); None unless every one of them is evaluated."""
-        if not targets or any(t not in self.hits for t in targets):
-            return None
-        return [sum(col) for col in zip(*(self.hits[t] for t in targets), strict=True)]
-
-    @property
-    def contended(self) -> bool | None:
-        """Whether the crafting time is inflated by other work: the process got less than 85 % of its
-        threads' time. For sets recorded before CPU time was: it took over 1.4x as long per image-pass
-        as a twin (:func:`compare_twins`), or the load average exceeded 2.5 on the 2 cores. None if
-        unknown."""
-        if self.cpu_seconds is not None and self.threads and self.seconds > 0:
-            return self.cpu_seconds / (self.seconds * self.threads) < 0.85
-        if self.twin_ratio is not None and self.twin_ratio > TWIN_SLOWER:
-            return True
-        if self.load_avg is not None:
-            return self.load_avg > 2.5
-        return None
-
-
-#: a set slower per image-pass than its fastest twin by more than this waited for the cores
-TWIN_SLOWER = 1.4
-
-
-def compare_twins(results: list[UnitResult]) -> None:
-    """Set each result's ``twin_ratio``: its seconds per image-pass over the lowest among the results
-    with the same surrogate, attack, steps, option overrides and threads (the same computation per
-    image-pass; only eps or targeting differ)."""
-    groups: dict[tuple[Any, ...], list[UnitResult]] = {}
-    for r in results:
-        u = r.unit
-        groups.setdefault((u.surrogate, u.label, u.steps, u.overrides, r.threads), []).append(r)
-    for same in groups.values():
-        cost = {id(r): r.seconds / (r.n * r.passes_per_image) for r in same
-                if r.seconds > 0 and r.n > 0 and r.passes_per_image > 0}
-        for r in same:
-            others = [c for k, c in cost.items() if k != id(r)]
-            r.twin_ratio = cost[id(r)] / min(others) if others and id(r) in cost and min(others) > 0 else None
-
-
-@dataclass
-class RunState:
-    settings: Settings
-    store: Store
-    images: Images
-    targets_cls: Tensor
-    models: dict[str, nn.Module]
-    ids: dict[str, dict[str, Any]]
-    specs: dict[str, str]
-    targets: list[Target]
-    clean: dict[str, Tensor]
-    results: list[UnitResult] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)   # models / purifier not available
-    timings: dict[str, float] = field(default_factory=dict)
-    purifier: str | None = None
-    computed: set[str] = field(default_factory=set)   # units this invocation had to compute something for
-    timing: dict[str, Any] | None = None   # the one-run crafting cost of every attack (timing.py)
-
-    def __post_init__(self) -> None:
-        compare_twins(self.results)
-
-    def set_results(self, results: Iterable[UnitResult]) -> None:
-        """Record the finished units, each compared with its twins (:func:`compare_twins`)."""
-        self.results = list(results)
-        compare_twins(self.results)
-
-    @property
-    def made(self) -> int:
-        return len(self.computed)
-
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)

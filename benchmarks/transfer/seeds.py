@@ -10,7 +10,7 @@ import statistics
 from typing import Any
 
 from .ablation import black_box
-from .runner import RunState, UnitResult
+from .results import RunState, UnitResult
 from .settings import ATTACK_TITLES
 from .tables import mean_rate, paired_against
 

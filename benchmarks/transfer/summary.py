@@ -7,7 +7,7 @@ from typing import Any
 
 from . import paper, seeds
 from .flatness import fooling_correlation, rank_correlation
-from .runner import RunState
+from .results import RunState
 from .settings import ATTACK_TITLES
 from .tables import TABLE_TITLES, TableSpec, mean_rate, paired_against, rows_of, table_specs
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .runner import RunState, UnitResult
+from .results import RunState, UnitResult
 from .settings import ATTACK_TITLES
 from .stats import paired_difference
 

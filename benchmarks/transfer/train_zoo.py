@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import shlex
 import shutil
 import subprocess
@@ -31,20 +30,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .stats import wilson
-from .zoo import DEFAULT_ROOT, QUICK_ROOT, ZOO, ZooModel, zoo_model
+from .zoo import (
+    DEFAULT_ROOT,
+    QUICK_ROOT,
+    RUN_RECORD,
+    ZOO,
+    ZooModel,
+    ZooTrainingError,
+    checkpoint_epochs,
+    model_status,
+    read_run_record,
+    zoo_model,
+)
 from .zoo_weights import PURIFIER, WEIGHTS_DIR, export_model, export_purifier, restore_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RUN_RECORD = "zoo_run.json"
 RESULTS = REPO_ROOT / "docs" / "results"
 
-__all__ = ["ZooTrainingError", "checkpoint_epochs", "ensure_zoo", "export_zoo", "main", "model_status",
-           "resolve_root", "train_seconds", "uses_committed_weights", "wilson"]
-
-
-class ZooTrainingError(RuntimeError):
-    """One or more zoo models failed to train (the message names them and their logs)."""
+__all__ = ["ensure_zoo", "export_zoo", "main", "resolve_root", "uses_committed_weights"]
 
 
 def resolve_root(root: str | Path = DEFAULT_ROOT, quick: bool = False) -> Path:
@@ -65,14 +68,6 @@ def _display_root(root: Path) -> Path:
         return root
 
 
-def _read_record(folder: Path) -> dict[str, Any] | None:
-    path = folder / RUN_RECORD
-    if not path.is_file():
-        return None
-    record: dict[str, Any] = json.loads(path.read_text())
-    return record
-
-
 def _write_record(folder: Path, record: dict[str, Any]) -> None:
     tmp = folder / (RUN_RECORD + ".tmp")
     tmp.write_text(json.dumps(record, indent=2))
@@ -91,47 +86,6 @@ def _close_interrupted(folder: Path, record: dict[str, Any]) -> None:
             attempt["interrupted"] = True
 
 
-def train_seconds(folder: Path) -> float | None:
-    """Wall-clock seconds of the training subprocesses of a model (start-up, data, validation
-    included; interrupted attempts up to their last checkpoint), or None without a zoo record."""
-    record = _read_record(folder)
-    if record is None:
-        return None
-    return float(sum(a.get("seconds") or 0.0 for a in record.get("attempts", [])))
-
-
-def model_status(m: ZooModel, root: Path) -> str:
-    """``shipped``, ``done`` (train.py finished), ``partial`` (a checkpoint to resume) or ``missing``."""
-    ckpt = m.checkpoint(root)
-    if ckpt is None:
-        return "shipped"
-    if ckpt.is_file() and (ckpt.parent.parent / "metrics.json").is_file():
-        return "done"
-    return "partial" if ckpt.is_file() else "missing"
-
-
-def checkpoint_epochs(m: ZooModel, root: Path) -> tuple[int | None, int | None]:
-    """``(epochs in last.ckpt, epochs train.py ran)``; None where unknown (no file, not a checkpoint).
-
-    They differ when train.py's ``last.ckpt`` was written only when the monitored ``val/adv_acc``
-    improved (Lightning 2.6's ModelCheckpoint with ``save_last=True`` saves "last" only together with a
-    top-k checkpoint): the final weights are then not in ``last.ckpt``.
-    """
-    ckpt = m.checkpoint(root)
-    if ckpt is None or not ckpt.is_file():
-        return None, None
-    metrics = ckpt.parent.parent / "metrics.json"
-    ran = json.loads(metrics.read_text()).get("epochs") if metrics.is_file() else None
-    try:
-        import torch
-
-        saved = int(torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]) + 1
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError):
-        # not a Lightning checkpoint (e.g. a plain state dict, or a test's placeholder file)
-        saved = None
-    return saved, (int(ran) if ran is not None else None)
-
-
 def _train_one(m: ZooModel, root: Path, quick: bool) -> int:
     """Run (or resume) the train command of ``m``; returns the subprocess's exit status."""
     folder = root / m.name
@@ -140,7 +94,7 @@ def _train_one(m: ZooModel, root: Path, quick: bool) -> int:
     resume = model_status(m, root) == "partial"
     args = [sys.executable, *command[1:]] + (["ckpt_path=last"] if resume else [])
     folder.mkdir(parents=True, exist_ok=True)
-    record = _read_record(folder) or {"name": m.name, "command": command, "quick": quick, "attempts": []}
+    record = read_run_record(folder) or {"name": m.name, "command": command, "quick": quick, "attempts": []}
     _close_interrupted(folder, record)
     attempt: dict[str, Any] = {"started": time.time(), "ended": None, "seconds": None, "returncode": None,
                                "resumed": resume, "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
@@ -190,7 +144,7 @@ def ensure_zoo(names: Sequence[str] | None = None, root: Path = DEFAULT_ROOT, qu
             print(f"[zoo] {m.name}: restored the committed weights ({WEIGHTS_DIR / m.name}) into {folder}",
                   flush=True)
         if model_status(m, root) == "done":
-            record = _read_record(folder)
+            record = read_run_record(folder)
             wanted = m.train_command(_display_root(root), quick)
             if record is not None and record.get("command") != wanted:
                 raise ValueError(f"{folder} was trained with '{shlex.join(record['command'])}', not "

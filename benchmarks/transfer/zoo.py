@@ -1,5 +1,6 @@
-"""The CIFAR-10 (JPEG copy) model zoo of the transferability benchmark: what is trained, and where
-its checkpoint lives.
+"""The CIFAR-10 (JPEG copy) model zoo of the transferability benchmark: what is trained, where its
+checkpoint lives, and how far its training got (status, checkpoint epochs, training time: read by both
+:mod:`.train_zoo` and the model card :mod:`.zoo_card`, which imports nothing of the driver).
 
 Every model is made by ``python train.py experiment=zoo_<name> out=<root>/<name>`` (configs in
 ``configs/experiment/zoo_*.yaml``); ``--quick`` adds :data:`QUICK_OVERRIDES` so the whole zoo trains
@@ -7,13 +8,22 @@ in a few minutes on 2 CPU cores (weak models, for checking the pipeline only).
 """
 from __future__ import annotations
 
+import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: Where checkpoints go unless told otherwise (``<root>/<name>/checkpoints/last.ckpt``).
 DEFAULT_ROOT = Path("outputs/zoo")
 #: Where the quick zoo goes when no other root is given (never mixed with the full zoo's models).
 QUICK_ROOT = Path("outputs/zoo_quick")
+#: The zoo's record of a model's training attempts, in its folder (written by :mod:`.train_zoo`).
+RUN_RECORD = "zoo_run.json"
+
+
+class ZooTrainingError(RuntimeError):
+    """One or more zoo models failed to train (the message names them and their logs)."""
 
 
 @dataclass(frozen=True)
@@ -72,3 +82,54 @@ def zoo_model(name: str) -> ZooModel:
         if m.name == name:
             return m
     raise ValueError(f"unknown zoo model '{name}'; known: {', '.join(m.name for m in ZOO)}")
+
+
+# ------------------------------------------------------------------ how far a model's training got
+def read_run_record(folder: Path) -> dict[str, Any] | None:
+    """The zoo's record of a model's training attempts (:data:`RUN_RECORD` in its folder), or None."""
+    path = folder / RUN_RECORD
+    if not path.is_file():
+        return None
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
+
+
+def train_seconds(folder: Path) -> float | None:
+    """Wall-clock seconds of the training subprocesses of a model (start-up, data, validation
+    included; interrupted attempts up to their last checkpoint), or None without a zoo record."""
+    record = read_run_record(folder)
+    if record is None:
+        return None
+    return float(sum(a.get("seconds") or 0.0 for a in record.get("attempts", [])))
+
+
+def model_status(m: ZooModel, root: Path) -> str:
+    """``shipped``, ``done`` (train.py finished), ``partial`` (a checkpoint to resume) or ``missing``."""
+    ckpt = m.checkpoint(root)
+    if ckpt is None:
+        return "shipped"
+    if ckpt.is_file() and (ckpt.parent.parent / "metrics.json").is_file():
+        return "done"
+    return "partial" if ckpt.is_file() else "missing"
+
+
+def checkpoint_epochs(m: ZooModel, root: Path) -> tuple[int | None, int | None]:
+    """``(epochs in last.ckpt, epochs train.py ran)``; None where unknown (no file, not a checkpoint).
+
+    They differ when train.py's ``last.ckpt`` was written only when the monitored ``val/adv_acc``
+    improved (Lightning 2.6's ModelCheckpoint with ``save_last=True`` saves "last" only together with a
+    top-k checkpoint): the final weights are then not in ``last.ckpt``.
+    """
+    ckpt = m.checkpoint(root)
+    if ckpt is None or not ckpt.is_file():
+        return None, None
+    metrics = ckpt.parent.parent / "metrics.json"
+    ran = json.loads(metrics.read_text()).get("epochs") if metrics.is_file() else None
+    try:
+        import torch
+
+        saved = int(torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]) + 1
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError):
+        # not a Lightning checkpoint (e.g. a plain state dict, or a test's placeholder file)
+        saved = None
+    return saved, (int(ran) if ran is not None else None)

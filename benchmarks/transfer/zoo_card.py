@@ -3,7 +3,6 @@ seed and library versions of every model, as ``zoo.json`` and ``zoo.md``."""
 from __future__ import annotations
 
 import json
-import platform
 import shlex
 import time
 from collections.abc import Sequence
@@ -14,10 +13,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from .images import Images, load_test_images
+from .images import Images, load_heldout_images, load_test_images
 from .stats import rate
-from .train_zoo import checkpoint_epochs, model_status, train_seconds
-from .zoo import ZooModel
+from .zoo import ZooModel, checkpoint_epochs, model_status, train_seconds
 
 SHIPPED_NOTE = {"resnet18_aa": "shipped in pyautoattack (examples/model_test.pt), trained on the original "
                                "CIFAR-10 elsewhere; not trained here"}
@@ -34,12 +32,18 @@ def count_correct(model: nn.Module, images: Images, batch_size: int = 250) -> in
     return correct
 
 
-def versions() -> dict[str, str]:
-    import lightning
-    import timm
+#: What the card's versions line names, in its order.
+CARD_VERSIONS: tuple[str, ...] = ("python", "torch", "timm", "lightning")
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
-            "lightning": lightning.__version__}
+
+def versions() -> dict[str, str | None]:
+    """:data:`CARD_VERSIONS` as :func:`tpa_lightning.evaluation.provenance.versions` reports them, but
+    torch as ``torch.__version__``: with the build tag the card has always shown (e.g. ``+cu130``),
+    which the package metadata omits."""
+    from tpa_lightning.evaluation.provenance import versions as package_versions
+
+    found = package_versions()
+    return {k: str(torch.__version__) if k == "torch" else found.get(k) for k in CARD_VERSIONS}
 
 
 def _run_facts(folder: Path) -> dict[str, Any]:
@@ -69,8 +73,10 @@ def _threads(folder: Path) -> str | None:
     return None if value is None else str(value)
 
 
-def card_entry(m: ZooModel, root: Path, images: Images, quick: bool, display_root: Path) -> dict[str, Any]:
-    """One model's card row; accuracy only where the model exists (``status`` says why not)."""
+def card_entry(m: ZooModel, root: Path, images: Images, quick: bool, display_root: Path,
+               heldout: Images | None = None) -> dict[str, Any]:
+    """One model's card row; accuracy only where the model exists (``status`` says why not), also on
+    the ``heldout`` images when given."""
     from tpa_lightning.evaluation.provenance import model_fingerprint
     from tpa_lightning.models import build_model
 
@@ -93,6 +99,8 @@ def card_entry(m: ZooModel, root: Path, images: Images, quick: bool, display_roo
     entry["params"] = int(sum(p.numel() for p in model.parameters()))
     entry["state_sha256"] = model_fingerprint(model)["state_sha256"]
     entry["clean_acc"] = rate(count_correct(model, images), int(images.y.numel()))
+    if heldout is not None:
+        entry["heldout_acc"] = rate(count_correct(model, heldout), int(heldout.y.numel()))
     return entry
 
 
@@ -105,6 +113,7 @@ def _pct(r: dict[str, Any] | None) -> str:
 def markdown(card: dict[str, Any]) -> str:
     head = card["meta"]
     quick = " (quick: pipeline check only)" if head["quick"] else ""
+    held = any("heldout_acc" in e for e in card["models"])
     versions_text = ", ".join(f"{k} {v}" for k, v in head["versions"].items())
     lines = [f"# Model zoo of the transferability benchmark{quick}",
              "",
@@ -115,8 +124,8 @@ def markdown(card: dict[str, Any]) -> str:
              f"Versions: {versions_text}. Written {head['written']}.",
              "",
              ("| model | family | role | clean accuracy [95 % CI] | val clean / robust (train.py) "
-              "| checkpoint epoch | parameters | training s | seed |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+              "| checkpoint epoch | parameters | training s | seed |" + (" held-out accuracy [95 % CI] |" if held else "")),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if held else "")]
     for e in card["models"]:
         val = "n/a"
         if e.get("val_clean_acc") is not None:
@@ -132,7 +141,7 @@ def markdown(card: dict[str, Any]) -> str:
             epochs = f"{e['checkpoint_epochs']} of {e.get('trained_epochs') or '?'}"
             epochs += " (STALE)" if e.get("stale_checkpoint") else ""
         lines.append(f"| {e['name']} | {e['family']} | {e['role']} | {acc} | {val} | {epochs} | {params} "
-                     f"| {secs} | {e.get('seed', 'n/a')} |")
+                     f"| {secs} | {e.get('seed', 'n/a')} |" + (f" {_pct(e.get('heldout_acc'))} |" if held else ""))
     if any(e.get("stale_checkpoint") for e in card["models"]):
         lines += ["", ("**STALE checkpoints**: train.py's `last.ckpt` was written only when the monitored "
                        "`val/adv_acc` improved (Lightning 2.6 `ModelCheckpoint(save_last=True)` saves 'last' "
@@ -141,8 +150,12 @@ def markdown(card: dict[str, Any]) -> str:
                        "columns are of the final epoch. Retrain with `--force` once train.py saves the final "
                        "weights.")]
     lines += ["", ("Validation columns: train.py's own held-out split of the training set (robust: its"
-              " validation attack on the first validation batches only, see each config)."), "",
-              "## Commands (run from the repository root)", ""]
+              " validation attack on the first validation batches only, see each config)."), ""]
+    if held:
+        n_held = next(e["heldout_acc"]["n"] for e in card["models"] if "heldout_acc" in e)
+        lines += [(f"Held-out accuracy: the {n_held} test images the benchmark never attacks (all but its "
+                   f"{head['n_images']}), where the zoo's accuracy floors are judged."), ""]
+    lines += ["## Commands (run from the repository root)", ""]
     for e in card["models"]:
         how = f"`{e['train_command']}`" if e["train_command"] else e["note"] or ""
         sha = f" (weights sha256 `{e['state_sha256'][:16]}`)" if e.get("state_sha256") else ""
@@ -162,12 +175,13 @@ def write_card(models: Sequence[ZooModel], root: Path, quick: bool, out_dir: Pat
     import os
 
     images = load_test_images(n_images)
+    heldout = None if quick else load_heldout_images(n_images)
     card = {
         "meta": {"dataset": "CIFAR-10 (JPEG copy)" if "JPEG copy" in images.source else images.source,
                  "source": images.source, "image_rule": images.rule, "n_images": int(images.y.numel()),
                  "quick": quick, "root": str(display_root or root), "versions": versions(),
                  "cpu_count": os.cpu_count(), "written": time.strftime("%Y-%m-%d %H:%M:%S")},
-        "models": [card_entry(m, root, images, quick, display_root or root) for m in models],
+        "models": [card_entry(m, root, images, quick, display_root or root, heldout) for m in models],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / "zoo.json", out_dir / "zoo.md"

@@ -10,7 +10,7 @@ from torch import nn
 
 from benchmarks.transfer.crafting import Unit
 from benchmarks.transfer.images import Images
-from benchmarks.transfer.runner import RunState, UnitResult
+from benchmarks.transfer.results import RunState, UnitResult
 from benchmarks.transfer.settings import QUICK, Settings
 from benchmarks.transfer.stats import rate
 from benchmarks.transfer.store import Store

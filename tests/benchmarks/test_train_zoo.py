@@ -9,15 +9,17 @@ from typing import Any
 import pytest
 
 from benchmarks.transfer import train_zoo
-from benchmarks.transfer.train_zoo import (
+from benchmarks.transfer.stats import wilson
+from benchmarks.transfer.train_zoo import ensure_zoo, main, resolve_root
+from benchmarks.transfer.zoo import (
+    QUICK_OVERRIDES,
+    QUICK_ROOT,
+    RUN_RECORD,
+    ZOO,
     ZooTrainingError,
-    ensure_zoo,
-    main,
-    resolve_root,
     train_seconds,
-    wilson,
+    zoo_model,
 )
-from benchmarks.transfer.zoo import QUICK_OVERRIDES, QUICK_ROOT, ZOO, zoo_model
 
 
 def _finish(folder: Path) -> None:
@@ -59,7 +61,7 @@ def test_finished_models_are_skipped_and_missing_ones_trained(tmp_path: Path, fa
     assert specs == {"vgg": str(tmp_path / "vgg" / "checkpoints" / "last.ckpt"),
                      "vit": str(tmp_path / "vit" / "checkpoints" / "last.ckpt"),
                      "resnet18_aa": "pretrained:autoattack_resnet18"}
-    record = json.loads((tmp_path / "vit" / train_zoo.RUN_RECORD).read_text())
+    record = json.loads((tmp_path / "vit" / RUN_RECORD).read_text())
     assert record["command"] == zoo_model("vit").train_command(tmp_path)
     assert record["attempts"][0]["returncode"] == 0
     assert train_seconds(tmp_path / "vit") is not None
@@ -115,3 +117,34 @@ def test_wilson_interval_matches_scipy(k: int, n: int) -> None:
     ci = binomtest(k, n).proportion_ci(method="wilson")
     lo, hi = wilson(k, n)
     assert lo == pytest.approx(ci.low, abs=1e-12) and hi == pytest.approx(ci.high, abs=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")   # importing lightning/timm: torch.jit deprecations
+def test_card_versions_keep_their_names_and_torch_build() -> None:
+    """The card names python, torch (with its build tag), timm and lightning, as it always has; the
+    versions come from tpa_lightning.evaluation.provenance."""
+    import platform
+
+    import lightning
+    import timm
+    import torch
+
+    from benchmarks.transfer.zoo_card import versions
+
+    assert versions() == {"python": platform.python_version(), "torch": torch.__version__,
+                          "timm": timm.__version__, "lightning": lightning.__version__}
+
+
+def test_heldout_images_are_the_test_images_the_benchmark_never_uses() -> None:
+    import torch
+
+    from benchmarks.transfer.images import load_heldout_images, load_test_images
+
+    try:
+        used, held = load_test_images(1000), load_heldout_images(1000)
+    except FileNotFoundError:
+        pytest.skip("no CIFAR-10 copy here")
+    both = torch.cat([used.index, held.index])
+    assert both.numel() == 10_000 and torch.equal(both.sort().values, torch.arange(10_000))  # a partition
+    assert torch.equal(held.index, held.index.sort().values)                               # test order
+    assert torch.bincount(held.y, minlength=10).tolist() == [900] * 10                     # 1000 minus 100 each

@@ -180,6 +180,28 @@ def test_rank_correlation_counts_discordant_pairs() -> None:
     assert c["rho"] == pytest.approx(1.0) and c["discordant"] == 3
 
 
+@pytest.mark.parametrize("block", [1, 7, 256])
+def test_discordant_pairs_match_the_pairwise_loop(block: int) -> None:
+    """The blocked count equals the plain loop over pairs, ties (skipped) and NaN (a pair, never
+    discordant) included."""
+    from benchmarks.transfer.flatness import discordant_pairs
+
+    g = torch.Generator().manual_seed(0)
+    flat = (torch.randint(0, 12, (300,), generator=g).double() / 7).tolist()
+    success = (torch.randint(0, 7, (300,), generator=g).double() / 6).tolist()
+    flat[5] = success[9] = float("nan")
+    disc = pairs = 0
+    for i in range(len(flat)):
+        for j in range(i + 1, len(flat)):
+            df, ds = flat[i] - flat[j], success[i] - success[j]
+            if df == 0 or ds == 0:
+                continue
+            pairs += 1
+            disc += (df < 0 and ds < 0) or (df > 0 and ds > 0)
+    assert discordant_pairs(flat, success, block=block) == (disc, pairs)
+    assert 0 < disc < pairs
+
+
 # ---------------------------------------------------------------- CLI
 @pytest.mark.parametrize("args", [["--only", "table9"], ["--images", "0"], ["--bogus"], ["--images", "x"],
                                   ["--threads", "0"]])
@@ -198,6 +220,23 @@ def test_cli_bad_args_subprocess() -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_cli_zoo_training_failure_exits_2_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.transfer import runner
+    from benchmarks.transfer.zoo import ZooTrainingError
+
+    def failing_run(*args: object, **kwargs: object) -> None:
+        raise ZooTrainingError("training failed for vgg (log: x)")
+
+    monkeypatch.setattr(runner, "run", failing_run)
+    assert cli.main(["--report-only", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == ["python -m benchmarks.transfer: error: training failed for vgg (log: x)"]
+    monkeypatch.setattr(runner, "run", lambda *a, **k: 1 / 0)   # anything else is a bug: its traceback stays
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["--report-only", "--out", str(tmp_path)])
+
+
 def test_cli_settings() -> None:
     a = cli.parse_args(["--quick", "--images", "20", "--only", "table1,ablation"])
     s = cli.settings_from(a)
@@ -206,7 +245,7 @@ def test_cli_settings() -> None:
 
 # ---------------------------------------------------------------- work list, tables, analysis text
 def _state(rates: dict[str, dict[str, float]], n: int = 100) -> Any:
-    from benchmarks.transfer.runner import RunState, UnitResult
+    from benchmarks.transfer.results import RunState, UnitResult
     from benchmarks.transfer.settings import QUICK
     from benchmarks.transfer.stats import rate
     from benchmarks.transfer.targets import Target
@@ -298,9 +337,30 @@ def test_ablation_default_points_are_the_main_units() -> None:
     assert all(u in main for u in defaults)
 
 
+def test_ablation_defaults_come_from_tpa_and_keep_the_stored_keys() -> None:
+    """The ablation's defaults are read off the TPA class; they must equal the values the committed
+    raw results were keyed with (an override equal to a default is dropped from the unit and its key)."""
+    from benchmarks.transfer.runner import ablation_units
+    from benchmarks.transfer.settings import FULL, ablation_defaults, notes
+
+    stored_with = {"tpa": {"copies": 10, "noise_radius": 0.112, "lookahead": 0.0113, "mix": 0.8},
+                   "tpa_paper": {"lam": 5.0, "copies": 10, "noise_radius": 0.112, "lookahead": 0.05}}
+    derived = ablation_defaults()
+    assert derived == stored_with
+    assert {k: list(v) for k, v in derived.items()} == {k: list(v) for k, v in stored_with.items()}
+    assert all(type(derived[r][k]) is type(v) for r, d in stored_with.items() for k, v in d.items())
+    # the ablation's units at the defaults carry no override, the others theirs, as when the store was made
+    overrides = {(u.label, u.overrides) for _, u in ablation_units(FULL) if u.steps == FULL.steps}
+    assert ("tpa", ()) in overrides and ("tpa_paper", ()) in overrides
+    assert ("tpa", (("copies", 10),)) not in overrides and ("tpa", (("copies", 20),)) in overrides
+    assert ("tpa_paper", (("lam", 1.0),)) in overrides
+    assert ("N = 10, b = 0.112, official k = 0.0113, mix 0.8, momentum 0.9; paper k = 0.05, lambda = 5"
+            in " ".join(notes()))
+
+
 def test_ablation_flags_white_box_success_below_the_clean_error() -> None:
     from benchmarks.transfer import ablation
-    from benchmarks.transfer.runner import UnitResult
+    from benchmarks.transfer.results import UnitResult
     from benchmarks.transfer.settings import Ablation
     from benchmarks.transfer.stats import rate
 
@@ -331,7 +391,7 @@ def test_ablation_points_are_paired_against_the_default_setting() -> None:
     from scipy.stats import ttest_rel
 
     from benchmarks.transfer import ablation
-    from benchmarks.transfer.runner import UnitResult
+    from benchmarks.transfer.results import UnitResult
     from benchmarks.transfer.settings import Ablation
     from benchmarks.transfer.stats import rate
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from benchmarks.transfer import runner
+from benchmarks.transfer import results, runner
 from benchmarks.transfer.claims import claim
 from benchmarks.transfer.crafting import Unit
 from benchmarks.transfer.images import Images
@@ -58,14 +58,14 @@ def test_a_killed_holder_frees_the_claim(tmp_path: Path) -> None:
             proc.kill()
 
 
-def _state(tmp_path: Path, images: Images, tiny: Callable[[int], nn.Module]) -> runner.RunState:
+def _state(tmp_path: Path, images: Images, tiny: Callable[[int], nn.Module]) -> results.RunState:
     s = QUICK.replace(attacks=("mi",), surrogates=("sur",), defenses=(), targeted_eps=(), chunk=4, flat_samples=2,
                       images=images.y.numel())
     models = {"sur": tiny(0), "a": tiny(1)}
     ids = {n: model_fingerprint(m) for n, m in models.items()}
     targets = [model_target(n, "normal", n, models[n], ids[n]) for n in models]
     clean = {t.name: t.predict(images.x) for t in targets}
-    return runner.RunState(s, Store(tmp_path / "cache", tmp_path / "raw"), images, (images.y + 1) % 10, models, ids,
+    return results.RunState(s, Store(tmp_path / "cache", tmp_path / "raw"), images, (images.y + 1) % 10, models, ids,
                            {}, targets, clean)
 
 
@@ -116,9 +116,9 @@ def test_worker_cli_writes_no_report(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     seen: list[bool] = []
 
-    def fake_run(s: object, cache: Path, root: Path, **kw: object) -> runner.RunState:
+    def fake_run(s: object, cache: Path, root: Path, **kw: object) -> results.RunState:
         seen.append(bool(kw.get("worker")))
-        return runner.RunState(QUICK, Store(tmp_path), None, None, {}, {}, {}, [], {})  # type: ignore[arg-type]
+        return results.RunState(QUICK, Store(tmp_path), None, None, {}, {}, {}, [], {})  # type: ignore[arg-type]
 
     def no_report(*a: object, **k: object) -> None:
         raise AssertionError("a worker wrote the report")

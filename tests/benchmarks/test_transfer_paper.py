@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.transfer import paper
-from benchmarks.transfer.runner import RunState
+from benchmarks.transfer.results import RunState
 
 StateFactory = Callable[..., RunState]
 

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import binomtest
 
 from benchmarks.transfer import report
-from benchmarks.transfer.runner import RunState
+from benchmarks.transfer.results import RunState
 from benchmarks.transfer.settings import FULL, QUICK
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from benchmarks.transfer import runner
+from benchmarks.transfer import results, runner
 from benchmarks.transfer.crafting import Unit
 from benchmarks.transfer.images import Images
 from benchmarks.transfer.settings import FULL, QUICK, Settings
@@ -41,7 +41,7 @@ def test_store_keeps_numbers_and_images_apart(tmp_path: Path) -> None:
     assert Store(tmp_path / "elsewhere", tmp_path / "raw").get_json("eval", "u--t", "k" * 64) == {"pred": [1, 2]}
 
 
-def _state(tmp_path: Path, images: Images, target_names: tuple[str, ...], tiny: Tiny) -> runner.RunState:
+def _state(tmp_path: Path, images: Images, target_names: tuple[str, ...], tiny: Tiny) -> results.RunState:
     s = QUICK.replace(attacks=("mi",), surrogates=("sur",), defenses=(), targeted_eps=(), chunk=4, flat_samples=2,
                       images=images.y.numel())
     models = {"sur": tiny(0), "a": tiny(1), "b": tiny(2)}
@@ -49,7 +49,7 @@ def _state(tmp_path: Path, images: Images, target_names: tuple[str, ...], tiny: 
     targets = [model_target(n, "normal", n, models[n], ids[n]) for n in target_names]
     clean = {t.name: t.predict(images.x) for t in targets}
     store = Store(tmp_path / "cache", tmp_path / "raw")
-    return runner.RunState(s, store, images, (images.y + 1) % 10, models, ids, {}, targets, clean)
+    return results.RunState(s, store, images, (images.y + 1) % 10, models, ids, {}, targets, clean)
 
 
 def test_finished_unit_is_not_recrafted_from_the_committed_numbers(tmp_path: Path, images: Images, tiny: Tiny,
@@ -275,7 +275,7 @@ def test_image_identity_follows_pixels_not_paths(images: Images) -> None:
 
 def test_crafting_records_how_much_cpu_it_got(tmp_path: Path, images: Images, tiny: Tiny) -> None:
     from benchmarks.transfer.crafting import craft, crafted_record
-    from benchmarks.transfer.runner import UnitResult
+    from benchmarks.transfer.results import UnitResult
 
     store = Store(tmp_path)
     unit = Unit("tiny", "mi", 8 / 255, False, 3)
@@ -296,7 +296,7 @@ def test_crafting_records_how_much_cpu_it_got(tmp_path: Path, images: Images, ti
 
 
 def test_fooled_counts_come_from_the_per_image_hits() -> None:
-    r = runner.UnitResult(Unit("sur", "mi", 16 / 255, False, 10), "main", "k", 1.0, 1.0, 1.0, 4)
+    r = results.UnitResult(Unit("sur", "mi", 16 / 255, False, 10), "main", "k", 1.0, 1.0, 1.0, 4)
     r.hits = {"a": [1, 0, 1, 0], "b": [1, 1, 0, 0], "sur": [1, 1, 1, 0]}
     assert r.fooled(["a", "b"]) == [2, 1, 1, 0]
     assert r.fooled(["a", "b", "sur"]) == [3, 2, 2, 0]
@@ -304,15 +304,15 @@ def test_fooled_counts_come_from_the_per_image_hits() -> None:
 
 
 def test_a_set_much_slower_than_its_twin_is_marked() -> None:
-    def res(eps: float, seconds: float, cpu: float | None, label: str = "tpa") -> runner.UnitResult:
-        r = runner.UnitResult(Unit("sur", label, eps, False, 10), "main", "k", seconds, 1.0, 210.0, 1000,
+    def res(eps: float, seconds: float, cpu: float | None, label: str = "tpa") -> results.UnitResult:
+        r = results.UnitResult(Unit("sur", label, eps, False, 10), "main", "k", seconds, 1.0, 210.0, 1000,
                               threads=1, load_avg=2.2)
         r.cpu_seconds = cpu
         return r
 
     # the same passes at two budgets, no CPU time recorded: 936 s against 516 s is 1.81x
     slow, fast, other = res(16 / 255, 936.0, None), res(8 / 255, 516.0, None), res(16 / 255, 900.0, None, "vt")
-    runner.compare_twins([slow, fast, other])
+    results.compare_twins([slow, fast, other])
     assert slow.twin_ratio == pytest.approx(936 / 516) and fast.twin_ratio == pytest.approx(516 / 936)
     assert other.twin_ratio is None                      # no twin: another attack is not one
     assert slow.contended is True and fast.contended is False and other.contended is False   # load 2.2 <= 2.5
@@ -321,16 +321,16 @@ def test_a_set_much_slower_than_its_twin_is_marked() -> None:
     assert slow.contended is False
     # within the margin both stand
     a, b = res(16 / 255, 600.0, None), res(8 / 255, 516.0, None)
-    runner.compare_twins([a, b])
+    results.compare_twins([a, b])
     assert a.contended is False and b.contended is False
     # the run's state compares the twins whenever its results are set, before any report reads them
     slow, fast = res(16 / 255, 936.0, None), res(8 / 255, 516.0, None)
-    state = runner.RunState(QUICK, Store("/nonexistent"), None, None, {}, {}, {}, [], {},  # type: ignore[arg-type]
+    state = results.RunState(QUICK, Store("/nonexistent"), None, None, {}, {}, {}, [], {},  # type: ignore[arg-type]
                             results=[slow])
     assert slow.twin_ratio is None
     state.set_results([slow, fast])
     assert slow.twin_ratio == pytest.approx(936 / 516) and slow.contended is True
-    runner.RunState(QUICK, Store("/nonexistent"), None, None, {}, {}, {}, [], {},  # type: ignore[arg-type]
+    results.RunState(QUICK, Store("/nonexistent"), None, None, {}, {}, {}, [], {},  # type: ignore[arg-type]
                     results=[res(16 / 255, 700.0, None), fast])
     assert fast.twin_ratio == pytest.approx(516 / 700)
 
@@ -345,7 +345,7 @@ def test_only_computes_its_parts_but_reports_everything(tmp_path: Path, monkeypa
     def fake_run(s: Settings, cache: Path, root: Path, parts: set[str] | None = None, train: bool = True,
                  compute: bool = True, **kw: Any) -> Any:
         calls.append((parts, compute))
-        return runner.RunState(s, Store(tmp_path), None, None, {}, {}, {}, [], {})  # type: ignore[arg-type]
+        return results.RunState(s, Store(tmp_path), None, None, {}, {}, {}, [], {})  # type: ignore[arg-type]
 
     monkeypatch.setattr(runner, "run", fake_run)
     monkeypatch.setattr(report, "write", lambda state, out, meta: written.append(state) or out / "README.md")

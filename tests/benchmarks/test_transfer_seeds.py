@@ -11,7 +11,7 @@ from scipy.stats import ttest_rel
 from benchmarks.transfer import runner, seeds
 from benchmarks.transfer.crafting import Unit, unit_key
 from benchmarks.transfer.images import Images
-from benchmarks.transfer.runner import RunState, UnitResult
+from benchmarks.transfer.results import RunState, UnitResult
 from benchmarks.transfer.settings import FULL, QUICK
 from benchmarks.transfer.stats import rate
 
