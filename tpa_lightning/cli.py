@@ -9,6 +9,8 @@ from typing import NoReturn
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, load_config
+from .evaluation.run import evaluate
+from .training.run import train
 
 #: Errors a user can cause (bad config, missing file or data): one line on stderr, exit status 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError)
@@ -50,14 +52,10 @@ def run(kind: str, argv: Sequence[str] | None, job: Callable[[DictConfig], objec
 
 
 def _train(cfg: DictConfig) -> object:
-    from .training.run import train
-
     return train(cfg)
 
 
 def _evaluate(cfg: DictConfig) -> object:
-    from .evaluation.run import evaluate
-
     return evaluate(cfg)
 
 

@@ -14,6 +14,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from defenses import DEFENSES
+
+from .attacks import ATTACKS
 from .chunking import check_max_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -249,13 +252,16 @@ class EvaluateConfig:
 
 SCHEMAS: dict[str, type] = {"train": TrainConfig, "evaluate": EvaluateConfig}
 
+#: ``trainer.precision`` shorthands and Lightning's names for them (the one precision table of the jobs).
+LIGHTNING_PRECISION: dict[str, str] = {"32": "32-true", "64": "64-true", "bf16": "bf16-mixed", "16": "16-mixed"}
+
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.name": ("fashion_mnist", "cifar10", "image_folder"),
     "task": ("classifier", "purifier"),
     "training.objective": ("clean", "pgd_at", "trades", "mart", "fast_at", "tpa_at", "gaussian_noise"),
     "training.optimizer": ("sgd", "adamw"),
     "training.schedule": ("none", "cosine", "onecycle"),
-    "trainer.precision": ("32", "bf16", "16", "64", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
+    "trainer.precision": (*LIGHTNING_PRECISION, *LIGHTNING_PRECISION.values(), "bf16-true"),
 }
 
 
@@ -455,10 +461,6 @@ def _check_attack_refs(key: str, refs: Any, attacks: Any) -> None:
 
 def _validate_evaluate(cfg: DictConfig) -> None:
     """Keys of EvaluateConfig: names of attacks and defenses, budgets, smoothing settings."""
-    from defenses import DEFENSES
-
-    from .attacks import ATTACKS
-
     for key in ("data.augment", "data.cutout", "model.channels_last"):   # training-only keys
         if OmegaConf.select(cfg, key):
             raise ConfigError(f"{key}: not read by evaluate.py (a training setting); leave it unset")

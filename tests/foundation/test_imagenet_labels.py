@@ -211,7 +211,7 @@ def test_datamodule_and_config_accept_the_keys_only_for_image_folder(tmp_path: P
 
 
 def test_datamodule_from_passes_the_keys_through(tmp_path: Path) -> None:
-    from tpa_lightning.training.run import datamodule_from
+    from tpa_lightning.job_setup import datamodule_from
 
     truth = _flat_with_csv(tmp_path, 1)
     cfg = load_config("evaluate", ["data.name=image_folder", f"data.root={tmp_path}", "data.labels_csv=labels.csv",

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tpa_lightning.config import ConfigError, TrainConfig, default_config, load_config
 from tpa_lightning.data.fashion_mnist import load_fashion_mnist as _LOAD_FASHION_MNIST
+from tpa_lightning import job_setup
 from tpa_lightning.training import run as train_run
 from tpa_lightning.training.config_keys import TRAINING_KEYS_READ_BY, check_keys_are_read
 from tpa_lightning.training.objectives import OBJECTIVES
@@ -100,17 +101,17 @@ class _FakeTrainer:
 def job_fingerprint(cfg: DictConfig, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """What train.py builds from ``cfg``; raises what the job raises for a rejected config."""
     check_keys_are_read(cfg)
-    monkeypatch.setattr(train_run.time, "strftime", lambda fmt: "TIMESTAMP")
-    out, resume = train_run.resolve_out_and_resume(cfg)
+    monkeypatch.setattr(job_setup.time, "strftime", lambda fmt: "TIMESTAMP")
+    out, resume = job_setup.resolve_out_and_resume(cfg)
     fp: dict[str, Any] = {"task": str(cfg.task), "out": str(out), "resume": resume,
-                          "trainer": repr(train_run.trainer_kwargs(cfg)),
+                          "trainer": repr(job_setup.trainer_kwargs(cfg)),
                           "callbacks": repr([(type(c).__name__, vars(c).get("_kwargs")) for c in
                                              train_run.recipe_callbacks(cfg)]),
                           "ema": cfg.training.ema_decay}
     if cfg.task == "purifier":
         fp["purifier"] = repr(dict(cfg.purifier))    # read by train_purifier_job (tests/training/test_purifier_job.py)
         return fp
-    dm = train_run.datamodule_from(cfg)
+    dm = job_setup.datamodule_from(cfg)
     dm.setup("fit")
     torch.manual_seed(0)
     xb, yb = next(iter(dm.train_dataloader()))

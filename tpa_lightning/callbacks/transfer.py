@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from ..models import build_model
 from .base import AttackCallback, gradients_enabled, plain_copy, split_batch
 from .metrics import TransferRate
 
@@ -117,8 +118,6 @@ class TransferCallback(AttackCallback):
 
     # ------------------------------------------------------------------ models
     def _materialise(self, device: torch.device) -> None:
-        from ..models import build_model
-
         for name, spec in self.target_specs.items():
             model = self.targets.get(name)
             if model is None:

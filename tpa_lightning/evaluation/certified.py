@@ -6,6 +6,8 @@ from typing import Any
 
 from torch import Tensor
 
+import defenses
+
 from .section import Batch, Context, Section, within_limit
 from .stats import proportion
 
@@ -26,8 +28,6 @@ class CertifySection(Section):
                 "total": (1,)}
 
     def step(self, ctx: Context, b: Batch) -> dict[str, Tensor]:
-        import defenses
-
         keep = within_limit(b, self.limit)
         out = self.zero_counters()
         if not bool(keep.any()):

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from defenses import straight_through
+
 from .attacking import run_attack
 from .probes import noise_correct, zero_gradient
 from .section import Batch, Context, Section, predict, reseed
@@ -33,8 +35,6 @@ class BoxedInput(nn.Module):
         self.inner = model
 
     def forward(self, x: Tensor) -> Tensor:
-        from defenses import straight_through
-
         inside = x.clamp(0.0, 1.0)
         if x.requires_grad and torch.is_grad_enabled():
             inside = straight_through(x, inside)

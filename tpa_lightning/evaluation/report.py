@@ -6,14 +6,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from ..config import to_container
+from .plots import write_plots
 from .sanity import adaptive_beats_transfer, run_checks
 from .section import Section
 
 SCHEMA = "tpa-lightning/report/v1"
 
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain dicts, lists and scalars (what the report stores)."""
+    out = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(out, dict)
+    return out  # type: ignore[return-value]
 
 def _pct(v: float | None) -> float | None:
     return None if v is None else round(100.0 * v, 2)
@@ -22,7 +29,7 @@ def _pct(v: float | None) -> float | None:
 def assemble(cfg: DictConfig, sections: list[Section], results: dict[str, Any], notes: dict[str, Any],
              model: dict[str, Any], data: dict[str, Any], versions: dict[str, Any],
              run: dict[str, Any]) -> dict[str, Any]:
-    settings = to_container(cfg)
+    settings = _plain(cfg)
     eps = sorted({float(e) for e in settings["eps"]})
     whitebox = {r["attack"]: r for k, r in results.items() if k.startswith("whitebox_")}
     defenses = {k[len("defense_"):]: r for k, r in results.items() if k.startswith("defense_")}
@@ -65,7 +72,7 @@ def assemble(cfg: DictConfig, sections: list[Section], results: dict[str, Any], 
         "probes": results.get("probes"),
     }
     if cfg.sanity.enabled:
-        checks = run_checks(report, to_container(cfg)["sanity"])
+        checks = run_checks(report, _plain(cfg)["sanity"])
         checks.append(adaptive_beats_transfer(report, float(cfg.sanity.tolerance)))
     else:
         checks = []
@@ -167,8 +174,6 @@ def markdown(report: dict[str, Any], tabs: dict[str, tuple[list[str], list[list[
 
 
 def write_all(report: dict[str, Any], out: Path) -> None:
-    from .plots import write_plots
-
     out.mkdir(parents=True, exist_ok=True)
     tabs = tables(report)
     for name, (header, rows) in tabs.items():

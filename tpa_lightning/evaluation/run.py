@@ -12,16 +12,22 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+import defenses
+
 from ..config import to_container
 from ..data.imagenet_labels import check_model_classes
+from ..job_setup import build_trainer, datamodule_from, newest_run
+from ..models import build_model
 from ..models.normalized import check_input_size
 from .autoattack_eval import AutoAttackSection
 from .cache import SectionCache, settings_key
 from .certified import CertifySection
 from .dataset import fingerprint
 from .defended import BoxedInput, DefenseSection, declared
+from .loop import EvaluationLoop
 from .probes import ProbeSection
 from .provenance import file_sha256, model_fingerprint, versions
+from .report import assemble, write_all
 from .section import Section, attack_label
 from .transfer import TransferSection
 from .whitebox import CleanSection, WhiteBoxSection
@@ -50,8 +56,6 @@ def resolve_model_spec(cfg: DictConfig) -> tuple[str, str | None]:
         return name, None
     if Path(name).is_file():
         return name, name
-    from ..training.run import newest_run
-
     run = newest_run(str(cfg.train_experiment))
     if run is None:
         raise FileNotFoundError(
@@ -62,8 +66,6 @@ def resolve_model_spec(cfg: DictConfig) -> tuple[str, str | None]:
 
 
 def _build(spec: str, cfg: DictConfig, info: Any) -> nn.Module:
-    from ..models import build_model
-
     torch.manual_seed(int(cfg.seed))      # random-init architectures are repeatable
     m = cfg.model
     kwargs = dict(to_container(cfg)["model"]["kwargs"]) if not Path(spec).exists() else {}
@@ -75,8 +77,6 @@ def _build(spec: str, cfg: DictConfig, info: Any) -> nn.Module:
 
 def defended_models(cfg: DictConfig, model: nn.Module) -> tuple[dict[str, nn.Module], dict[str, dict[str, Any]]]:
     """The defenses of ``cfg.defenses`` around ``model``, and what each declares / is attacked with."""
-    import defenses
-
     entries = to_container(cfg)["defenses"]
     names = [str(d["name"]) for d in entries]
     out: dict[str, nn.Module] = {}
@@ -158,19 +158,10 @@ def plan_sections(cfg: DictConfig, model_ids: dict[str, Any], def_info: dict[str
 
 
 def make_trainer(cfg: DictConfig, out: Path) -> L.Trainer:
-    from ..training.run import lightning_precision
-
-    t = cfg.trainer
-    strategy: Any = t.strategy
-    if strategy == "ddp":
-        from lightning.pytorch.strategies import DDPStrategy
-
-        strategy = DDPStrategy(process_group_backend=None)
-    return L.Trainer(default_root_dir=str(out), accelerator=t.accelerator, devices=t.devices, strategy=strategy,
-                     num_nodes=t.num_nodes, precision=lightning_precision(t.precision),  # type: ignore[arg-type]
-                     enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic, logger=False,
-                     enable_checkpointing=False, enable_model_summary=False, inference_mode=False,
-                     use_distributed_sampler=False)
+    """The evaluation's Trainer (test loops only): no logger, checkpoints or summary; the sampler
+    that splits the test set over processes is the evaluation's own."""
+    return build_trainer(cfg, out, [], logger=False, enable_checkpointing=False, enable_model_summary=False,
+                         use_distributed_sampler=False)
 
 
 def evaluate(cfg: DictConfig, model: nn.Module | None = None, dataset: Any = None,
@@ -179,9 +170,6 @@ def evaluate(cfg: DictConfig, model: nn.Module | None = None, dataset: Any = Non
 
     ``model`` / ``dataset`` (items ``(image, label)``) / ``data_info`` replace the configured ones
     (for use from Python; the command line always builds them from the config)."""
-    from .loop import EvaluationLoop
-    from .report import assemble, write_all
-
     started = time.time()
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
@@ -189,7 +177,6 @@ def evaluate(cfg: DictConfig, model: nn.Module | None = None, dataset: Any = Non
     out = Path(str(cfg.out))
     # data
     if dataset is None:
-        from ..training.run import datamodule_from
 
         dm = datamodule_from(cfg)
         dm.setup("test")

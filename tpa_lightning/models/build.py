@@ -39,6 +39,7 @@ from .cifar_vgg import cifar_vgg
 from .cifar_vit import cifar_vit
 from .normalized import NormalizedClassifier
 from .pretrained import PRETRAINED
+from .robustbench_adapter import load_robustbench
 from .small_cnn import SmallCNN
 from .timm_torchvision import timm_network, timm_pretrained, torchvision_network, torchvision_pretrained
 
@@ -110,8 +111,6 @@ def build_model(spec: str, num_classes: int | None = None, in_chans: int | None 
         _check_count("input channels", in_chans, chans, spec)
         return make()
     if spec.startswith("robustbench:"):
-        from .robustbench_adapter import load_robustbench
-
         return load_robustbench(spec[len("robustbench:"):], model_dir=model_dir, **kwargs)
     if spec.startswith(("timm:", "torchvision:")) or spec in ARCHITECTURES:
         net = _architecture(spec, 10 if num_classes is None else int(num_classes),

@@ -13,13 +13,15 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from .run import datamodule_from, resolve_out_and_resume, trainer_from
+from defenses import save_purifier
+from defenses.nrp_training import PurifierTrainingModule, classifier_features
+
+from ..job_setup import build_trainer, datamodule_from, loggers_for, resolve_out_and_resume
+from ..models import build_model
 
 
 def _feature_extractor(spec: str, dm_info: Any) -> Any:
-    from defenses.nrp_training import classifier_features
 
-    from ..models import build_model
 
     model = build_model(spec, num_classes=dm_info.num_classes, in_chans=dm_info.in_chans)
     names = [n for n, _ in model.named_children()]
@@ -33,8 +35,6 @@ def _feature_extractor(spec: str, dm_info: Any) -> Any:
 
 
 def train_purifier_job(cfg: DictConfig) -> dict[str, Any]:
-    from defenses import save_purifier
-    from defenses.nrp_training import PurifierTrainingModule
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out, resume = resolve_out_and_resume(cfg)
@@ -46,7 +46,7 @@ def train_purifier_job(cfg: DictConfig) -> dict[str, Any]:
                                     pixel_weight=p.pixel_weight, lr=p.lr, seed=cfg.seed)
     ckpt = ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, monitor="val/feature_loss",
                            mode="min", filename="best-epoch{epoch}", auto_insert_metric_name=False)
-    trainer = trainer_from(cfg, out, [ckpt])
+    trainer = build_trainer(cfg, out, [ckpt], logger=loggers_for(out))
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
     path = out / "purifier.pt"
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

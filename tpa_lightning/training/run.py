@@ -2,34 +2,18 @@
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, to_container
 from ..data import RobustDataModule
+from ..job_setup import build_trainer, datamodule_from, loggers_for, resolve_out_and_resume
 from .config_keys import check_keys_are_read, objective_attack_config
 from .module import AdversarialTrainingModule
-
-PRECISION = {"32": "32-true", "64": "64-true", "bf16": "bf16-mixed", "16": "16-mixed"}
-
-
-def lightning_precision(p: str) -> str:
-    return PRECISION.get(str(p), str(p))
-
-
-def datamodule_from(cfg: DictConfig) -> RobustDataModule:
-    d = cfg.data
-    return RobustDataModule(name=d.name, root=d.root, batch_size=d.batch_size, num_workers=d.num_workers,
-                            augment=d.augment, limit_train=d.limit_train, limit_test=d.limit_test,
-                            val_size=d.val_size, jpeg_dir=d.jpeg_dir, image_size=d.image_size,
-                            download=d.download, eval_batch_size=d.eval_batch_size, cutout=d.cutout,
-                            labels_csv=d.labels_csv, labels_offset=d.labels_offset)
+from .purifier import train_purifier_job
 
 
 def module_from(cfg: DictConfig, dm: RobustDataModule) -> AdversarialTrainingModule:
@@ -51,60 +35,6 @@ def module_from(cfg: DictConfig, dm: RobustDataModule) -> AdversarialTrainingMod
     )
 
 
-def newest_run(experiment: str, root: Path = Path("outputs")) -> Path | None:
-    """The newest ``outputs/<experiment>/<timestamp>`` folder holding ``checkpoints/last.ckpt``."""
-    runs = sorted((p.parent.parent for p in (root / experiment).glob("*/checkpoints/last.ckpt")),
-                  key=lambda p: p.name)
-    return runs[-1] if runs else None
-
-
-def resolve_out_and_resume(cfg: DictConfig) -> tuple[Path, str | None]:
-    ckpt = cfg.ckpt_path
-    if ckpt == "last":
-        run = Path(cfg.out) if cfg.out else newest_run(cfg.experiment)
-        if run is None or not (run / "checkpoints" / "last.ckpt").is_file():
-            where = run or Path("outputs") / cfg.experiment
-            raise FileNotFoundError(f"ckpt_path=last: no checkpoints/last.ckpt under {where} to resume from")
-        return run, str(run / "checkpoints" / "last.ckpt")
-    out = Path(cfg.out) if cfg.out else Path("outputs") / cfg.experiment / time.strftime("%Y%m%d-%H%M%S")
-    if ckpt is not None and not Path(ckpt).is_file():
-        raise FileNotFoundError(f"ckpt_path: file not found: {ckpt}")
-    return out, ckpt
-
-
-def loggers_for(out: Path) -> list[Logger]:
-    loggers: list[Logger] = [CSVLogger(str(out), name="", version="")]
-    try:
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(str(out), name="", version="tensorboard"))
-    except ImportError:
-        pass
-    return loggers
-
-
-def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    """``lightning.Trainer`` keywords of the ``trainer`` section (strategy still a name)."""
-    t = cfg.trainer
-    kwargs: dict[str, Any] = {k: t[k] for k in ("limit_train_batches", "limit_val_batches",
-                                                 "gradient_clip_val") if t[k] is not None}
-    return dict(max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
-                num_nodes=t.num_nodes, precision=lightning_precision(t.precision),
-                log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.enable_progress_bar,
-                deterministic=t.deterministic, fast_dev_run=t.fast_dev_run, **kwargs)
-
-
-def trainer_from(cfg: DictConfig, out: Path, callbacks: list[Any]) -> L.Trainer:
-    kwargs = trainer_kwargs(cfg)
-    if kwargs["strategy"] == "ddp":
-        from lightning.pytorch.strategies import DDPStrategy
-
-        kwargs["strategy"] = DDPStrategy(process_group_backend=None)  # gloo on CPU, NCCL on GPUs
-    return L.Trainer(default_root_dir=str(out), inference_mode=False, callbacks=callbacks,
-                     logger=loggers_for(out), **kwargs)
-
-
 def recipe_callbacks(cfg: DictConfig) -> list[Callback]:
     """Callbacks the training recipe asks for: ``training.ema_decay`` -> Lightning's
     ``EMAWeightAveraging`` (validation and every checkpoint's ``state_dict`` hold the averaged weights;
@@ -120,8 +50,6 @@ def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]
     """
     check_keys_are_read(cfg)
     if cfg.task == "purifier":
-        from .purifier import train_purifier_job
-
         return train_purifier_job(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out, resume = resolve_out_and_resume(cfg)
@@ -134,11 +62,10 @@ def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]
     # last.ckpt after every epoch, so resuming loses at most the epoch in progress.
     last = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)
-    trainer = trainer_from(cfg, out, [best, last, *recipe_callbacks(cfg), *(callbacks or [])])
+    trainer = build_trainer(cfg, out, [best, last, *recipe_callbacks(cfg), *(callbacks or [])],
+                            logger=loggers_for(out))
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
-        from omegaconf import OmegaConf
-
         OmegaConf.save(cfg, out / "config.yaml")
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
