@@ -46,9 +46,10 @@ class AdversarialTrainingModule(L.LightningModule):
 
     Args:
         attack: config of the training attack (``name`` plus options such as ``eps``, ``steps``,
-            ``copies``, ``seed``; default :func:`~.objectives.default_training_attack`). ``name`` None means the objective's own attack (pgd for pgd_at,
-            mart and fast_at, tpa for tpa_at); pgd_at and mart craft with any registry attack named
-            (MI-AT, DI-AT ...), the other objectives fix theirs. Keys the objective does not read
+            ``copies``, ``transforms``, ``seed``; default :func:`~.objectives.default_training_attack`).
+            ``name`` None means the objective's own attack (pgd for pgd_at, mart and fast_at, tpa
+            for tpa_at); pgd_at and mart craft with any registry attack named (MI-AT, DI-AT ...),
+            the other objectives fix theirs. Keys the objective does not read
             (:data:`~.objectives.OBJECTIVE_ATTACKS`) are a ValueError. ``seed`` None: derived from
             ``seed``.
         val_attack: attack for validation robust accuracy (``val/adv_acc``).
@@ -68,7 +69,7 @@ class AdversarialTrainingModule(L.LightningModule):
             schedule with a warm-up is a ValueError.
         channels_last: keep the model's weights and the batches in channels-last memory format
             (faster convolutions on CPUs with AVX-512 and on GPUs; measured in
-            benchmarks/training_throughput.py). Default off.
+            benchmarks/training_levers.py). Default off.
 
     Step size of the training attack: ``attack.step_size`` when given (scaled with the eps ramp),
     else 2.5 eps / steps for pgd_at, trades and mart (Madry et al.), 1.25 eps for fast_at (Wong et
