@@ -9,8 +9,8 @@ from typing import NoReturn
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, load_config
-from .evaluation.run import evaluate
-from .training.run import train
+from .evaluation.evaluate_job import evaluate
+from .training.train_job import train
 
 #: Errors a user can cause (bad config, missing file or data): one line on stderr, exit status 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError)
@@ -38,7 +38,8 @@ def parse(kind: str, argv: Sequence[str] | None) -> tuple[DictConfig, bool]:
     return cfg, bool(args.print_config)
 
 
-def run(kind: str, argv: Sequence[str] | None, job: Callable[[DictConfig], object]) -> int:
+def run_job(kind: str, argv: Sequence[str] | None, job: Callable[[DictConfig], object]) -> int:
+    """Parse ``argv`` as a ``kind`` config and run ``job`` on it; a user error ends with one line, exit 2."""
     cfg, print_only = parse(kind, argv)
     if print_only:
         print(OmegaConf.to_yaml(cfg), end="")
@@ -60,8 +61,8 @@ def _evaluate(cfg: DictConfig) -> object:
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
-    return run("train", argv, _train)
+    return run_job("train", argv, _train)
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    return run("evaluate", argv, _evaluate)
+    return run_job("evaluate", argv, _evaluate)

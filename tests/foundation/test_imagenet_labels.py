@@ -251,7 +251,7 @@ def test_check_model_classes_runs_the_model_once(tmp_path: Path) -> None:
 
 def test_evaluate_stops_before_anything_runs_on_a_class_count_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from tpa_lightning.evaluation import run as eval_run
+    from tpa_lightning.evaluation import evaluate_job as eval_run
 
     _index_tree(tmp_path / "data")
     built: list[str] = []

@@ -16,8 +16,8 @@ LAYERS: dict[str, int] = {
     "tpa_lightning.attacks": 1, "defenses": 1,
     "tpa_lightning.training": 2, "tpa_lightning.evaluation": 2, "tpa_lightning.callbacks": 2,
     "tpa_lightning.config": 3, "tpa_lightning.job_setup": 3, "tpa_lightning.cli": 3,
-    "tpa_lightning.training.run": 3, "tpa_lightning.training.config_keys": 3,
-    "tpa_lightning.training.purifier": 3, "tpa_lightning.evaluation.run": 3,
+    "tpa_lightning.training.train_job": 3, "tpa_lightning.training.config_keys": 3,
+    "tpa_lightning.training.purifier": 3, "tpa_lightning.evaluation.evaluate_job": 3,
 }
 #: Package ``__init__`` modules that re-export a job of a higher layer as public API (not checked).
 FACADES = {

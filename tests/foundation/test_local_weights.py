@@ -226,7 +226,7 @@ def test_train_py_rejects_model_weights() -> None:
 
 def test_evaluate_resolves_model_weights_as_the_checkpoint(tmp_path: Path) -> None:
     from tpa_lightning.config import load_config
-    from tpa_lightning.evaluation.run import resolve_model_spec
+    from tpa_lightning.evaluation.evaluate_job import resolve_model_spec
 
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"stand-in: resolve only checks that the file exists")

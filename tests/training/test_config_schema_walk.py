@@ -19,10 +19,10 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from tpa_lightning import job_setup
 from tpa_lightning.config import ConfigError, TrainConfig, default_config, load_config
 from tpa_lightning.data.fashion_mnist import load_fashion_mnist as _LOAD_FASHION_MNIST
-from tpa_lightning import job_setup
-from tpa_lightning.training import run as train_run
+from tpa_lightning.training import train_job as train_run
 from tpa_lightning.training.config_keys import TRAINING_KEYS_READ_BY, check_keys_are_read
 from tpa_lightning.training.objectives import OBJECTIVES
 

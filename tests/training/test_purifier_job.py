@@ -9,7 +9,7 @@ import torch
 import defenses
 from tpa_lightning.config import load_config
 from tpa_lightning.models import build_model
-from tpa_lightning.training.run import train
+from tpa_lightning.training.train_job import train
 
 
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),

@@ -14,7 +14,7 @@ from tpa_lightning.config import ConfigError, load_config
 from tpa_lightning.data.arrays import ArrayImageDataset, cutout
 from tpa_lightning.data.fashion_mnist import load_fashion_mnist
 from tpa_lightning.training import AdversarialTrainingModule
-from tpa_lightning.training.run import recipe_callbacks, train
+from tpa_lightning.training.train_job import recipe_callbacks, train
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ SCRIPT = '''
 import json, os, signal, sys
 import lightning as L
 from tpa_lightning.config import load_config
-from tpa_lightning.training.run import train
+from tpa_lightning.training.train_job import train
 
 class Probe(L.Callback):
     def __init__(self, out, kill_at):
@@ -109,7 +109,7 @@ def test_killed_run_resumes_from_last(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_seed_makes_a_run_repeatable(tmp_path: Path) -> None:
-    from tpa_lightning.training.run import train
+    from tpa_lightning.training.train_job import train
 
     states = []
     for i in range(2):
@@ -130,7 +130,7 @@ def test_train_py_rejects_bad_config() -> None:
 def test_last_checkpoint_is_the_final_epoch_even_without_improvement(tmp_path: Path) -> None:
     """lr ~ 0: validation robust accuracy never improves after epoch 0, yet last.ckpt must hold the
     state after the final epoch (Lightning's save_last alone would leave epoch 0's)."""
-    from tpa_lightning.training.run import train
+    from tpa_lightning.training.train_job import train
 
     out = tmp_path / "run"
     no_attack = [k for k in SMALL if not k.startswith("attack.")]      # clean training reads no attack keys

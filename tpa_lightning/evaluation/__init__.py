@@ -5,8 +5,8 @@ and the report (``report.json`` model card, ``report.md``, CSV tables, PNG plots
 """
 from .cache import SectionCache, settings_key
 from .dataset import Indexed, TensorImages, fingerprint
+from .evaluate_job import evaluate, resolve_model_spec
 from .probes import noise_correct, zero_gradient
-from .run import evaluate, resolve_model_spec
 from .sampler import ChunkBatchSampler, chunks
 from .sanity import run_checks
 from .stats import clopper_pearson, proportion
