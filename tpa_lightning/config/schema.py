@@ -42,10 +42,10 @@ class AttackConfig:
 
     name: str | None = None           # train.py: None = the objective's own attack (pgd_at: pgd, tpa_at: tpa ...)
     eps: float = 0.1                     # L-inf budget in [0, 1] pixel units
-    steps: int = 2
+    steps: int | None = None          # None: the attack's own default (TPA 10, PGD 10 ...)
     step_size: float | None = None
     norm: str = "linf"
-    copies: int | None = 2            # TPA N (and the copies of VT, PGN, SSA, BSR ...)
+    copies: int | None = None         # TPA N (and the copies of VT, PGN, SSA, BSR ...); None: the attack's
     mode: str | None = None           # TPA: official | paper
     noise_radius: float | None = None
     lookahead: float | None = None
@@ -59,6 +59,12 @@ class AttackConfig:
     seed: int | None = None           # None: derived from the run's seed
     options: dict[str, Any] = field(default_factory=dict)   # any other keyword of the attack
     transforms: list[str] = field(default_factory=list)     # composed input transforms: di, ti, si, admix
+
+
+def _train_attack() -> AttackConfig:
+    """The default run's training attack: TPA's 2 steps x 2 copies (the attack's own 10 x 10 is for
+    crafting, too slow for a minutes-long training run)."""
+    return AttackConfig(steps=2, copies=2)
 
 
 def _val_attack() -> AttackConfig:
@@ -129,7 +135,7 @@ class TrainConfig:
     ckpt_path: str | None = None      # "last" resumes the newest run of this experiment, or a path
     data: DataConfig = field(default_factory=lambda: DataConfig(limit_train=6000))
     model: ModelConfig = field(default_factory=ModelConfig)
-    attack: AttackConfig = field(default_factory=AttackConfig)
+    attack: AttackConfig = field(default_factory=_train_attack)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     purifier: PurifierConfig = field(default_factory=PurifierConfig)

@@ -26,7 +26,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 def _check_attack(prefix: str, a: DictConfig) -> None:
     if a.eps < 0:
         raise ConfigError(f"{prefix}.eps: must be >= 0, got {a.eps}")
-    if a.steps < 1:
+    if a.steps is not None and a.steps < 1:
         raise ConfigError(f"{prefix}.steps: must be >= 1, got {a.steps}")
     if a.copies is not None and a.copies < 1:
         raise ConfigError(f"{prefix}.copies: must be >= 1, got {a.copies}")
