@@ -25,12 +25,13 @@ from .objectives import (
     unread_attack_keys,
 )
 
-_ATTACK_KEYS_NOT_OPTIONS = ("name", "options", "seed")
+#: keys of an attack config that are not keyword options of the attack
+ATTACK_KEYS_NOT_OPTIONS = ("name", "options", "seed")
 
 
 def attack_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword options of an attack config (None means: the attack's own default)."""
-    opts = {k: v for k, v in cfg.items() if k not in _ATTACK_KEYS_NOT_OPTIONS and v is not None}
+    opts = {k: v for k, v in cfg.items() if k not in ATTACK_KEYS_NOT_OPTIONS and v is not None}
     opts.update(dict(cfg.get("options") or {}))
     return opts
 
