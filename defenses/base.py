@@ -26,21 +26,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tpa_lightning.checks import check_images, check_positive
+from tpa_lightning.checks import check_images, check_int, check_positive
 from tpa_lightning.chunking import AUTO, ChunkSize, check_max_batch
 
 GRAD_MODES = ("default", "bpda", "approx", "none")
 
 
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int, or ValueError unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-        isinstance(value, float) and value.is_integer()
-    ):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
 
 
 def check_grad_mode(mode: str) -> str:

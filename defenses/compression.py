@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tpa_lightning.checks import check_positive
+from tpa_lightning.checks import check_int, check_positive
 
-from .base import Preprocessor, check_int
+from .base import Preprocessor
 
 
 def dct_matrix(n: int = 8, dtype: torch.dtype = torch.float64) -> Tensor:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tpa_lightning.checks import check_positive
+from tpa_lightning.checks import check_int, check_positive
 from tpa_lightning.models.checkpoint import (
     CheckpointError,
     extract_state_dict,
@@ -23,7 +23,7 @@ from tpa_lightning.models.checkpoint import (
     strip_prefixes,
 )
 
-from .base import Preprocessor, check_int
+from .base import Preprocessor
 
 NRP_CONFIG_KEY = "nrp_config"
 

@@ -23,9 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tpa_lightning.checks import check_images, check_positive
+from tpa_lightning.checks import check_images, check_int, check_positive
 
-from .base import check_int
 from .nrp import NRP, save_purifier
 
 __all__ = [

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tpa_lightning.checks import check_images, check_positive
+from tpa_lightning.checks import check_images, check_int, check_positive
 from tpa_lightning.chunking import AUTO, ChunkSize, check_max_batch
 
-from .base import SeededRandomness, check_int
+from .base import SeededRandomness
 
 ABSTAIN = -1
 

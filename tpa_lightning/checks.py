@@ -5,8 +5,30 @@ calls :func:`check_labels`. They raise ``ValueError`` with a message that says w
 """
 from __future__ import annotations
 
+import numbers
+from typing import Any
+
 import torch
 from torch import Tensor
+
+
+class OptionError(ValueError):
+    """A bad value of one named option, with the option and the reason kept apart so that a caller can
+    name the option in its own terms (the config reports ``attack.eps: must be >= 0, got -0.1`` for
+    the attack's ``eps must be >= 0, got -0.1``). ``str()`` is ``"<option> <reason>"``.
+
+    Args:
+        option: the keyword's name as the constructor takes it (``"eps"``, ``"max_batch"`` ...).
+        reason: what was expected and what was given (``"must be >= 0, got -0.1"``).
+    """
+
+    def __init__(self, option: str, reason: str) -> None:
+        super().__init__(f"{option} {reason}")
+        self.option = option
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:      # picklable across DDP/worker processes
+        return (type(self), (self.option, self.reason))
 
 
 def check_images(x: Tensor, name: str = "x") -> None:
@@ -52,8 +74,24 @@ def check_labels(y: Tensor, batch_size: int, num_classes: int | None = None, nam
 
 
 def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
-    """Raise ``ValueError`` unless ``value`` is > 0 (or >= 0 with ``allow_zero``)."""
+    """Raise :class:`OptionError` (a ``ValueError``) unless ``value`` is > 0 (or >= 0 with ``allow_zero``)."""
     ok = value >= 0 if allow_zero else value > 0
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}, got {value}")
+        raise OptionError(name, f"must be {bound}, got {value}")
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an ``int``; :class:`OptionError` (a ``ValueError``) unless it is an integer >=
+    ``minimum`` (an integral float such as ``4.0`` is accepted, a bool is not)."""
+    integral = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not integral or int(value) < minimum:
+        raise OptionError(name, f"must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_choice(name: str, value: Any, allowed: tuple[Any, ...]) -> Any:
+    """``value`` unchanged; :class:`OptionError` (a ``ValueError``) unless it is one of ``allowed``."""
+    if value not in allowed:
+        raise OptionError(name, f"must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    return value

@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import torch
 
+from .checks import OptionError
+
 #: the ``max_batch`` value that lets this module choose the chunk per device
 AUTO = "auto"
 
@@ -58,7 +60,7 @@ def check_max_batch(name: str, value: object) -> int | str:
     ):
         rows = int(value)
     if rows < 1:
-        raise ValueError(f"{name} must be an integer >= 1 or {AUTO!r}, got {value!r}")
+        raise OptionError(name, f"must be an integer >= 1 or {AUTO!r}, got {value!r}")
     return rows
 
 

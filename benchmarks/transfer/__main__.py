@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python -m benchmarks.transfer " + " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))
     meta: dict[str, Any] = {"commands": [cmd.strip()], "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                             "versions": versions(), "out": str(out), "cache": str(cache), "raw": str(raw),
-                            "zoo_root": str(root), "invocations": report.invocations(raw)}
+                            "zoo_root": str(root), "invocations": report.invocations(raw),
+                            "notes": report.run_notes(raw)}
     current: dict[str, Any] = {"command": cmd.strip(), "started": meta["started"], "wall_seconds": 0.0,
                                "finished": None, "pid": os.getpid(), "threads": a.threads, "units_made": 0,
                                "machine": platform.machine()}
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         last[0] = time.time()
 
     try:
-        state = runner.run(s, cache, root, parts=a.only if computing else None, train=not a.skip_train,
+        state = runner.run_benchmark(s, cache, root, parts=a.only if computing else None, train=not a.skip_train,
                            compute=computing, on_progress=progress, raw=raw, shard=a.shard, units=a.units,
                            worker=a.worker)
     except Exception as err:
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"assemble the report with --report-only; wall {meta['wall_seconds']:.0f} s")
         return 0
     if a.only is not None and computing:
-        state = runner.run(s, cache, root, parts=None, train=False, compute=False, raw=raw)
+        state = runner.run_benchmark(s, cache, root, parts=None, train=False, compute=False, raw=raw)
     readme = report.write(state, out, meta)
     runner.log(f"report: {readme} ({len(state.results)} units finished, {len(state.pending)} pending); "
                f"wall {meta['wall_seconds']:.0f} s")

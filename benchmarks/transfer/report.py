@@ -21,6 +21,7 @@ from .results import TWIN_SLOWER, RunState
 from .settings import ATTACK_TITLES, TPA_ROWS, notes, tpa_default
 from .stats import rate
 from .tables import pct
+from .targets import ROWS_PER_FORWARD
 
 DATASET = "CIFAR-10 (JPEG copy)"
 
@@ -57,14 +58,10 @@ TEXT: dict[str, str] = {
                       "not retuned for 32x32 inputs (the ablation sweeps them)."),
     "limit_steps": ("- T = {steps} iterations for every attack (the paper: 20; Table 3 in the paper: 300 with a "
                     "logit loss); transfer only: no attack adapts to a defense."),
-    # DATED: the history of the committed numbers (when the defenses' chunk size changed, what a rerun of
-    # the quick version changed). It qualifies the committed tables, so it stays in the report until
-    # they are regenerated from scratch; then it belongs in the run log (run.json), not here.
-    "limit_random_defenses": ("- R&P and NRP are random: each column is one sample of their draws (seed 7). The "
-                              "draws depend on how many rows go through the defense at once (128 now; evaluations "
-                              "made before 2026-12-02 01:58 used larger chunks, and which of the stored ones did "
-                              "is not recorded), so a rerun from scratch can differ by a few images: rerunning "
-                              "the quick version changed 2 of its 168 cells, R&P's, by one image of 40."),
+    "limit_random_defenses": ("- R&P and NRP are random: each column is one sample of their draws (seed {seed}), "
+                              "drawn {rows} rows at a time; the draws depend on that chunk size, so another "
+                              "chunk size gives another sample. Dated notes on the stored numbers (when such "
+                              "settings changed) are in the run log, `run.json` (`notes`)."),
     # definitions
     "def_asr": ("- ASR (attack success rate), the paper's definition: share of ALL images whose adversarial "
                 "version the target does not classify as the true class. Second tables: the same among the images "
@@ -257,6 +254,17 @@ def record_invocation(raw: Path, record: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def run_notes(raw: Path) -> list[dict[str, str]]:
+    """The dated notes of the run log kept beside the numbers (``<raw>/notes.json``, a list of
+    ``{"date": "YYYY-MM-DD HH:MM", "note": "..."}``): history that qualifies stored results (a
+    setting that changed between invocations), carried into ``run.json``, never into the report."""
+    try:
+        notes = json.loads((Path(raw) / "notes.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [n for n in notes if isinstance(n, dict)] if isinstance(notes, list) else []
+
+
 def invocations(raw: Path) -> list[dict[str, Any]]:
     """Every invocation recorded in ``raw``, oldest first."""
     out = []
@@ -374,7 +382,7 @@ def how_made_section(state: RunState, meta: dict[str, Any]) -> str:
     md += [TEXT["limit_seed"].format(seed=s.seed, seed_note=seed_note, n=state.images.y.numel()),
            TEXT["limit_dataset"].format(dataset=DATASET),
            TEXT["limit_steps"].format(steps=s.steps),
-           TEXT["limit_random_defenses"]]
+           TEXT["limit_random_defenses"].format(seed=s.seed + 7, rows=ROWS_PER_FORWARD)]
     return "\n".join(md)
 
 

@@ -409,10 +409,10 @@ def setup(s: Settings, cache: Path, root: Path, train: bool, compute: bool, raw:
     return state
 
 
-def run(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | None = None, train: bool = True,
-        compute: bool = True, on_progress: Callable[[RunState], None] | None = None,
-        raw: Path | None = None, shard: tuple[int, int] | None = None,
-        units: Sequence[str] | None = None, worker: bool = False) -> RunState:
+def run_benchmark(s: Settings, cache: Path, root: Path = DEFAULT_ROOT, parts: set[str] | None = None, train: bool = True,
+                  compute: bool = True, on_progress: Callable[[RunState], None] | None = None,
+                  raw: Path | None = None, shard: tuple[int, int] | None = None,
+                  units: Sequence[str] | None = None, worker: bool = False) -> RunState:
     """Run (or resume) the benchmark: images under ``cache``, numbers under ``raw`` (default ``cache``);
     with ``shard = (i, n)`` only the units of :func:`shard_of`, and of those only the ones that
     :func:`select_units` keeps for the name patterns ``units``. A unit another process holds is

@@ -103,7 +103,7 @@ def test_two_workers_split_the_queue(tmp_path: Path, cifar_samples: tuple[Tensor
     held = work[1]                                # the middle one: the loop goes on past it
     with claim(tmp_path / "cache" / "claims" / f"{safe_label(held.name)}.lock"):
         # train=True: the zoo is not watched (setup is replaced; there is no zoo here)
-        out = runner.run(state.settings, tmp_path / "cache", parts={"table1"}, train=True, worker=True)
+        out = runner.run_benchmark(state.settings, tmp_path / "cache", parts={"table1"}, train=True, worker=True)
     assert out.pending == [held.name] and held.name not in out.computed
     others = sorted(u.name for u in work if u != held)
     assert sorted(out.computed) == others == sorted(r.unit.name for r in out.results)

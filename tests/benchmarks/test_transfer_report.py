@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,3 +55,16 @@ def test_in_brief_ranks_and_pairs_against_the_best_baseline(table1_state: Callab
     assert f"over the 4 attacks rho = {rho_all:+.2f}" in text and f"over the 3 that fool the surrogate rho = {rho_fool:+.2f}" in text
     # no TPA row: nothing to summarise
     assert summary.section(table1_state({"mi": 0.5, "pgn": 0.8}), []) == ""
+
+
+def test_dated_notes_live_in_the_run_log_not_the_report(tmp_path: Path) -> None:
+    """``<raw>/notes.json`` is read into run.json's ``notes``; a missing or malformed file gives none."""
+    assert report.run_notes(tmp_path) == []
+    (tmp_path / "notes.json").write_text("{not json")
+    assert report.run_notes(tmp_path) == []
+    notes = [{"date": "2026-12-02 01:58", "note": "chunk size changed"}, "stray"]
+    (tmp_path / "notes.json").write_text(json.dumps(notes))
+    assert report.run_notes(tmp_path) == notes[:1]
+    committed = report.run_notes(Path(__file__).resolve().parents[2] / "docs" / "results" / "raw")
+    assert committed and all(set(n) == {"date", "note"} for n in committed)
+    assert "2026-12-02" not in report.TEXT["limit_random_defenses"]

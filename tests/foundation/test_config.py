@@ -1,6 +1,7 @@
 """Config loading, overrides and the one-line errors of the entry points."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,15 +31,38 @@ def test_precedence_experiment_then_file_then_groups_then_keys(tmp_path: Path) -
     (["data.nme=3"], "data.nme: unknown config key"),
     (["attack.steps=abc"], "attack.steps"),
     (["attack.eps=-0.1"], "attack.eps: must be >= 0"),
-    (["attack.copies=0"], "attack.copies: must be >= 1"),
-    (["training.val_attack.steps=0"], "training.val_attack.steps: must be >= 1"),
+    (["attack.copies=0"], "attack.copies: must be an integer >= 1"),
+    (["training.val_attack.steps=0"], "training.val_attack.steps: must be an integer >= 1"),
     (["training.objective=magic"], "training.objective: must be one of"),
+    # the attack's own constructor checks the values (config.validation.check_attack_config)
+    (["attack.mode=fast"], "attack.mode: must be one of official, paper, got 'fast'"),
+    (["attack.max_batch=0"], "attack.max_batch: must be an integer >= 1 or 'auto', got 0"),
+    (["training.val_attack.norm=l3"], "training.val_attack.norm: must be one of linf, l2, got 'l3'"),
+    (["training.val_attack.name=nosuch"], "training.val_attack.name: unknown attack 'nosuch'"),
+    (["attack.options={mix: 2.0}"], "attack.options.mix: must be in [0, 1], got 2.0"),
+    (["training.optimizer=lion"], "training.optimizer: must be one of sgd, adamw"),
     (["experiment=nope"], "experiment=nope: no such config; allowed: "),
     (["novalue"], "expected key=value"),
 ])
 def test_bad_values_name_the_key(override: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         load_config("train", override)
+
+
+@pytest.mark.parametrize("override,message", [
+    (["attacks=[{name: tpa, copies: 0}]"], "attacks[0].copies: must be an integer >= 1, got 0"),
+    (["attacks=[{name: pgd, copies: 0}]"], None),     # pgd takes no copies: the shared key is not read
+    (["attacks=[{name: pgd}, {name: di, options: {p: 2.0}}]"], "attacks[1].options.p: must be in [0, 1], got 2.0"),
+    (["defenses=[{name: bitdepth, options: {bits: 0}}]"], "defenses[0].options.bits: must be an integer >= 1"),
+    (["defenses=[{name: jpeg, options: {level: 3}}]"], "defenses[0]: unknown option(s) ['level']"),
+])
+def test_evaluate_attacks_and_defenses_are_checked_by_their_constructors(override: list[str],
+                                                                          message: str | None) -> None:
+    if message is None:
+        load_config("evaluate", override)
+        return
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("evaluate", override)
 
 
 def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:

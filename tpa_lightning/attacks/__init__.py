@@ -12,7 +12,13 @@ from .momentum import MI, NI
 from .neighbourhood import GNP, PGN, VT
 from .objectives import attack_objective
 from .rap import RAP
-from .registry import ATTACKS, attack_option_names, attack_passes_per_image, build_attack
+from .registry import (
+    ATTACKS,
+    CONFIG_KEYS_NOT_OPTIONS,
+    attack_option_names,
+    attack_passes_per_image,
+    build_attack,
+)
 from .tpa import TPA
 from .transforms import (
     TRANSFORMS,
@@ -32,6 +38,7 @@ __all__ = [
     "ATTACKS",
     "BIM",
     "BSR",
+    "CONFIG_KEYS_NOT_OPTIONS",
     "DI",
     "FGSM",
     "GNP",

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_images, check_labels, check_positive
+from ..checks import OptionError, check_choice, check_images, check_int, check_labels, check_positive
 from ..chunking import AUTO, ChunkSize, check_max_batch
 from .context import model_eval_no_param_grad
 from .objectives import LOSSES, attack_objective
@@ -80,11 +80,6 @@ def stream_seed(seed: int, key: int) -> int:
     digest = hashlib.blake2b(f"{int(seed)}:{int(key)}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
 
-
-def _check_int(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class Attack:
@@ -148,28 +143,23 @@ class Attack:
         self.model = model
         self.eps = float(self.default_eps if eps is None else eps)
         check_positive("eps", self.eps, allow_zero=True)
-        self.steps = _check_int("steps", self.default_steps if steps is None else steps, 1)
+        self.steps = check_int("steps", self.default_steps if steps is None else steps, 1)
         self.step_size = float(self.eps / self.steps if step_size is None else step_size)
-        check_positive("step_size", self.step_size, allow_zero=True)
-        if norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+        check_positive("step_size", self.step_size, allow_zero=True)   # 0: the random start alone
+        check_choice("norm", norm, NORMS)
         if norm not in self.norms:
-            raise ValueError(f"{type(self).__name__} supports norm in {self.norms}, got {norm!r}")
+            raise OptionError("norm", f"must be one of {', '.join(self.norms)} ({type(self).__name__} supports no "
+                              f"other), got {norm!r}")
         self.norm = norm
         self.seed = seed
         self.max_batch = check_max_batch("max_batch", max_batch)
         self._chunks = ChunkSize(self.max_batch)
         self.clamp_each_step = bool(clamp_each_step)
-        key = str(precision)
-        if key not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; expected one of '32', 'bf16', '16'")
-        self.precision = key
-        self.autocast_dtype = PRECISIONS[key]
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
-        self.loss = loss
+        self.precision = check_choice("precision", str(precision), tuple(PRECISIONS))
+        self.autocast_dtype = PRECISIONS[self.precision]
+        self.loss = check_choice("loss", loss, LOSSES)
         eot = getattr(model, "eot_samples", 1) if eot_samples is None else eot_samples
-        self.eot_samples = _check_int("eot_samples", eot, 1)
+        self.eot_samples = check_int("eot_samples", eot, 1)
         self._num_classes: int | None = None
         # per-call state, set in __call__
         self.net: nn.Module = model
@@ -218,7 +208,7 @@ class Attack:
             self.image_generators = self._image_generators(x, call_seed, keys)
             x = x.detach().float()
             with torch.enable_grad():
-                delta = self.run(x, labels)
+                delta = self.optimize_delta(x, labels)
             return (x + delta).clamp(0.0, 1.0).detach().to(x.dtype)
 
     def passes_per_image(self) -> float:
@@ -230,7 +220,7 @@ class Attack:
         return 1.0
 
     # ------------------------------------------------------------------ template
-    def run(self, x: Tensor, labels: Tensor) -> Tensor:
+    def optimize_delta(self, x: Tensor, labels: Tensor) -> Tensor:
         """The attack loop, written once. Returns the final fp32 ``delta``."""
         self.reset(x)
         delta = self.project(x, self.init_delta(x).float())

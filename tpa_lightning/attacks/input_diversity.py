@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import check_positive
-from .base import MomentumMixin, _check_int, iterate_copies
+from ..checks import OptionError, check_int, check_positive
+from .base import MomentumMixin, iterate_copies
 
 BlockFn = Callable[[Tensor], Tensor]
 
@@ -21,7 +21,7 @@ class _PerCopyTransform(MomentumMixin):
 
     def __init__(self, model: nn.Module, *, copies: int = 1, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        self.copies = _check_int("copies", copies, 1)
+        self.copies = check_int("copies", copies, 1)
         self._fns: list[BlockFn] = []
         self._block = 1
 
@@ -58,9 +58,9 @@ class DI(_PerCopyTransform):
     def __init__(self, model: nn.Module, *, p: float = 0.5, resize_rate: float = 1.1, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {p}")
+            raise OptionError("p", f"must be in [0, 1], got {p}")
         if resize_rate < 1.0:
-            raise ValueError(f"resize_rate must be >= 1, got {resize_rate}")
+            raise OptionError("resize_rate", f"must be >= 1, got {resize_rate}")
         self.p = float(p)
         self.resize_rate = float(resize_rate)
 
@@ -130,9 +130,9 @@ class TI(MomentumMixin):
                  **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         if kernel_size is not None:
-            _check_int("kernel_size", kernel_size, 1)
+            check_int("kernel_size", kernel_size, 1)
             if kernel_size % 2 == 0:
-                raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+                raise OptionError("kernel_size", f"must be odd, got {kernel_size}")
         check_positive("sigma", sigma)
         self.kernel_size = kernel_size
         self.sigma = float(sigma)
@@ -181,7 +181,7 @@ class BSR(_PerCopyTransform):
     def __init__(self, model: nn.Module, *, copies: int = 20, blocks: int = 3, max_angle: float = 24.0,
                  **kwargs: Any) -> None:
         super().__init__(model, copies=copies, **kwargs)
-        self.blocks = _check_int("blocks", blocks, 1)
+        self.blocks = check_int("blocks", blocks, 1)
         check_positive("max_angle", max_angle, allow_zero=True)
         self.max_angle = float(max_angle)
 
@@ -232,7 +232,7 @@ class SSA(MomentumMixin):
     def __init__(self, model: nn.Module, *, copies: int = 20, rho: float = 0.5, sigma: float | None = None,
                  momentum: float = 0.0, **kwargs: Any) -> None:
         super().__init__(model, momentum=momentum, **kwargs)
-        self.copies = _check_int("copies", copies, 1)
+        self.copies = check_int("copies", copies, 1)
         check_positive("rho", rho, allow_zero=True)
         self.rho = float(rho)
         self.sigma = float(self.eps if sigma is None else sigma)

@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_positive
-from .base import MomentumMixin, _check_int, per_sample_mean_abs
+from ..checks import OptionError, check_int, check_positive
+from .base import MomentumMixin, per_sample_mean_abs
 
 
 class VT(MomentumMixin):
@@ -23,7 +23,7 @@ class VT(MomentumMixin):
 
     def __init__(self, model: nn.Module, *, copies: int = 20, beta: float = 1.5, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        self.copies = _check_int("copies", copies, 1)
+        self.copies = check_int("copies", copies, 1)
         check_positive("beta", beta, allow_zero=True)
         self.beta = float(beta)
         self.v: Tensor | None = None
@@ -61,9 +61,9 @@ class PGN(MomentumMixin):
     def __init__(self, model: nn.Module, *, copies: int = 20, balance: float = 0.5,
                  radius: float | None = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        self.copies = _check_int("copies", copies, 1)
+        self.copies = check_int("copies", copies, 1)
         if not 0.0 <= balance <= 1.0:
-            raise ValueError(f"balance must be in [0, 1], got {balance}")
+            raise OptionError("balance", f"must be in [0, 1], got {balance}")
         self.balance = float(balance)
         self.radius = float(3 * self.eps if radius is None else radius)
         check_positive("radius", self.radius, allow_zero=True)
@@ -97,7 +97,7 @@ class GNP(MomentumMixin):
         check_positive("r", r, allow_zero=True)
         check_positive("beta", beta, allow_zero=True)
         if penalty_sign not in (-1.0, 1.0):
-            raise ValueError(f"penalty_sign must be -1 (paper) or +1 (published code), got {penalty_sign}")
+            raise OptionError("penalty_sign", f"must be -1 (paper) or +1 (published code), got {penalty_sign}")
         self.r, self.beta, self.penalty_sign = float(r), float(beta), float(penalty_sign)
 
     def passes_per_step(self) -> float:

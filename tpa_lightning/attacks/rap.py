@@ -5,8 +5,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from ..checks import check_positive
-from .base import MomentumMixin, _check_int
+from ..checks import check_int, check_positive
+from .base import MomentumMixin
 
 
 class RAP(MomentumMixin):
@@ -29,8 +29,8 @@ class RAP(MomentumMixin):
                  step_size: float | None = 2 / 255, *, late_start: int = 100, inner_steps: int = 8,
                  eps_n: float | None = None, momentum: float = 0.0, **kwargs: Any) -> None:
         super().__init__(model, eps=eps, steps=steps, step_size=step_size, momentum=momentum, **kwargs)
-        self.late_start = _check_int("late_start", late_start, 0)
-        self.inner_steps = _check_int("inner_steps", inner_steps, 1)
+        self.late_start = check_int("late_start", late_start, 0)
+        self.inner_steps = check_int("inner_steps", inner_steps, 1)
         self.eps_n = float(self.eps if eps_n is None else eps_n)
         check_positive("eps_n", self.eps_n, allow_zero=True)
 

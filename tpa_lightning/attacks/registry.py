@@ -22,6 +22,10 @@ ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls for cls in (FGSM, PGD, BIM, MI, NI, DI, TI, VT, SSA, PGN, GNP, RAP, BSR, TPA)
 }
 
+#: Keys of an attack's config section (``attack``, ``attacks[i]``) that are not keyword options of
+#: its constructor: the registry name, the dict of extra options, and the seed (passed per call).
+CONFIG_KEYS_NOT_OPTIONS = ("name", "options", "seed")
+
 
 def build_attack(name: str, model: nn.Module, transforms: Iterable[str | Transform] | str | None = None,
                  **options: Any) -> Attack:

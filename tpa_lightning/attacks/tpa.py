@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_positive
-from .base import Attack, _check_int, per_sample_norm
+from ..checks import OptionError, check_choice, check_int, check_positive
+from .base import Attack, per_sample_norm
 
 MODES: tuple[str, ...] = ("official", "paper")
 INITS: tuple[str, ...] = ("released", "zeros", "uniform")
@@ -83,8 +83,7 @@ class TPA(Attack):
                  noise_radius: float | None = None, lookahead: float | None = None, mix: float | None = None,
                  lam: float | None = None, momentum: float | None = None, init: str | None = None,
                  clamp_each_step: bool | None = None, **kwargs: Any) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown TPA mode {mode!r}; expected one of {MODES}")
+        check_choice("mode", mode, MODES)
         d = _DEFAULTS[mode]
         eps = d["eps"] if eps is None else eps
         steps = d["steps"] if steps is None else steps
@@ -94,25 +93,23 @@ class TPA(Attack):
                          clamp_each_step=d["clamp_each_step"] if clamp_each_step is None else clamp_each_step,
                          **kwargs)
         self.mode = mode
-        self.copies = _check_int("copies", d["copies"] if copies is None else copies, 1)
+        self.copies = check_int("copies", d["copies"] if copies is None else copies, 1)
         self.noise_radius = float(d["noise_radius"] if noise_radius is None else noise_radius)
         check_positive("noise_radius", self.noise_radius, allow_zero=True)
         self.lookahead = float(d["lookahead"] if lookahead is None else lookahead)
         check_positive("lookahead", self.lookahead, allow_zero=(mode == "official"))
         if mix is not None and mode != "official":
-            raise ValueError(f"mix is an option of TPA mode 'official' only, got mode={mode!r}")
+            raise OptionError("mix", f"is an option of TPA mode 'official' only, got mode={mode!r}")
         if lam is not None and mode != "paper":
-            raise ValueError(f"lam is an option of TPA mode 'paper' only, got mode={mode!r}")
+            raise OptionError("lam", f"is an option of TPA mode 'paper' only, got mode={mode!r}")
         self.mix = float(d.get("mix", 0.0) if mix is None else mix)
         if not 0.0 <= self.mix <= 1.0:
-            raise ValueError(f"mix must be in [0, 1], got {mix}")
+            raise OptionError("mix", f"must be in [0, 1], got {mix}")
         self.lam = float(d.get("lam", 0.0) if lam is None else lam)
         check_positive("lam", self.lam, allow_zero=True)
         self.momentum = float(d["momentum"] if momentum is None else momentum)
         check_positive("momentum", self.momentum, allow_zero=True)
-        self.init = d["init"] if init is None else init
-        if self.init not in INITS:
-            raise ValueError(f"unknown init {self.init!r}; expected one of {INITS}")
+        self.init = check_choice("init", d["init"] if init is None else init, INITS)
         self.buf: Tensor | None = None
 
     def passes_per_step(self) -> float:

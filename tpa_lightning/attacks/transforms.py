@@ -59,8 +59,8 @@ from typing import Any, ClassVar, TypeVar, cast
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_positive
-from .base import Attack, _check_int, iterate_copies
+from ..checks import check_int, check_positive
+from .base import Attack, iterate_copies
 from .input_diversity import resize_pad, smooth_gradient
 
 #: One copy's differentiable transform: ``fn(u, rows)`` with ``rows`` the rows of ``u`` inside
@@ -133,7 +133,7 @@ class ScaleInvariance(InputTransform):
     name: ClassVar[str] = "si"
 
     def __post_init__(self) -> None:
-        _check_int("si: scales", self.scales, 1)
+        check_int("si: scales", self.scales, 1)
 
     @property
     def passes_factor(self) -> int:
@@ -160,8 +160,8 @@ class Admix(InputTransform):
     name: ClassVar[str] = "admix"
 
     def __post_init__(self) -> None:
-        _check_int("admix: scales", self.scales, 1)
-        _check_int("admix: mixes", self.mixes, 1)
+        check_int("admix: scales", self.scales, 1)
+        check_int("admix: mixes", self.mixes, 1)
         check_positive("admix: strength", self.strength, allow_zero=True)
 
     @property
@@ -191,7 +191,7 @@ class TranslationInvariance(GradientTransform):
 
     def __post_init__(self) -> None:
         if self.kernel_size is not None:
-            _check_int("ti: kernel_size", self.kernel_size, 1)
+            check_int("ti: kernel_size", self.kernel_size, 1)
             if self.kernel_size % 2 == 0:
                 raise ValueError(f"ti: kernel_size must be odd, got {self.kernel_size}")
         check_positive("ti: sigma", self.sigma)

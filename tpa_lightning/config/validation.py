@@ -1,45 +1,89 @@
 """Validation of a loaded config: allowed values, ranges and references, one-line errors naming the key."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
-from defenses import DEFENSES
+from defenses import DEFENSES, build_defense
 
-from ..attacks import ATTACKS
-from ..chunking import check_max_batch
-from .errors import ConfigError
+from ..attacks import ATTACKS, CONFIG_KEYS_NOT_OPTIONS, attack_option_names, build_attack
+from ..checks import OptionError
+from ..data.datamodule import DATASETS
+from ..training.module import OPTIMIZERS, SCHEDULES
+from ..training.objectives import OBJECTIVES, training_attack_name
+from .errors import ConfigError, to_container
 from .schema import LIGHTNING_PRECISION
 
+TASKS = ("classifier", "purifier")
+#: Keys with a fixed set of values, each taken from the registry that reads it.
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "data.name": ("fashion_mnist", "cifar10", "image_folder"),
-    "task": ("classifier", "purifier"),
-    "training.objective": ("clean", "pgd_at", "trades", "mart", "fast_at", "tpa_at", "gaussian_noise"),
-    "training.optimizer": ("sgd", "adamw"),
-    "training.schedule": ("none", "cosine", "onecycle"),
+    "data.name": DATASETS,
+    "task": TASKS,
+    "training.objective": OBJECTIVES,
+    "training.optimizer": OPTIMIZERS,
+    "training.schedule": SCHEDULES,
     "trainer.precision": (*LIGHTNING_PRECISION, *LIGHTNING_PRECISION.values(), "bf16-true"),
 }
 
 
-def _check_attack(prefix: str, a: DictConfig) -> None:
-    if a.eps < 0:
-        raise ConfigError(f"{prefix}.eps: must be >= 0, got {a.eps}")
-    if a.steps is not None and a.steps < 1:
-        raise ConfigError(f"{prefix}.steps: must be >= 1, got {a.steps}")
-    if a.copies is not None and a.copies < 1:
-        raise ConfigError(f"{prefix}.copies: must be >= 1, got {a.copies}")
-    if a.step_size is not None and a.step_size <= 0:
-        raise ConfigError(f"{prefix}.step_size: must be > 0, got {a.step_size}")
+def _stand_in_error(key: str, err: Exception, given: Mapping[str, Any]) -> ConfigError:
+    """A constructor's error as one config line: ``<key>.<option>: <reason>`` when it names an option
+    the config gave (at ``key`` itself or under ``key.options``), else ``<key>: <message>``."""
+    if isinstance(err, OptionError) and err.option in (given.get("options") or {}):
+        return ConfigError(f"{key}.options.{err.option}: {err.reason}")
+    if isinstance(err, OptionError) and err.option in given:
+        return ConfigError(f"{key}.{err.option}: {err.reason}")
+    return ConfigError(f"{key}: {str(err).splitlines()[0]}")
+
+
+def check_attack_config(key: str, section: Mapping[str, Any], name: str) -> None:
+    """Build attack ``name`` on a stand-in model (nothing runs) with the options of the config
+    ``section`` it takes, so that the attack's own constructor is the one check of their values.
+
+    Keys of ``section`` that ``name`` does not take are not checked here (train.py rejects them, see
+    :mod:`tpa_lightning.training.config_keys`; evaluate.py's attack list shares one set of keys).
+
+    Raises:
+        ConfigError: one line naming ``<key>.<option>`` (``attack.eps: must be >= 0, got -0.1``).
+    """
+    taken = attack_option_names(name)
+    options = {k: v for k, v in section.items() if k in taken and k not in CONFIG_KEYS_NOT_OPTIONS and v is not None}
+    options.update(dict(section.get("options") or {}))
     try:
-        check_max_batch(f"{prefix}.max_batch", a.max_batch)
+        build_attack(name, nn.Flatten(), **options)
+    except (TypeError, ValueError) as err:
+        raise _stand_in_error(key, err, section) from None
+
+
+def check_defense_config(key: str, section: Mapping[str, Any]) -> None:
+    """Build defense ``section.name`` with ``section.options`` around a stand-in model (nothing runs;
+    an NRP ``weights`` file is read), so that the defense's own constructor checks the options.
+
+    Raises:
+        ConfigError: one line naming ``<key>.options.<option>`` or ``<key>``.
+    """
+    try:
+        build_defense(str(section["name"]), nn.Flatten(), **dict(section.get("options") or {}))
+    except (TypeError, ValueError, FileNotFoundError) as err:
+        raise _stand_in_error(key, err, {"options": section.get("options")}) from None
+
+
+def _check_train_attacks(cfg: DictConfig) -> None:
+    """train.py's ``attack`` (the objective's attack, if it uses one) and ``training.val_attack``."""
+    try:
+        name = training_attack_name(str(cfg.training.objective), cfg.attack.name)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if a.norm not in ("linf", "l2"):
-        raise ConfigError(f"{prefix}.norm: must be one of linf, l2, got {a.norm}")
-    if a.mode is not None and a.mode not in ("official", "paper"):
-        raise ConfigError(f"{prefix}.mode: must be one of official, paper, got {a.mode}")
+    if name is not None:
+        check_attack_config("attack", to_container(cfg.attack), name)
+    val = cfg.training.val_attack
+    if str(val.name).lower() not in ATTACKS:
+        raise ConfigError(f"training.val_attack.name: unknown attack '{val.name}'; allowed: {', '.join(sorted(ATTACKS))}")
+    check_attack_config("training.val_attack", to_container(val), str(val.name).lower())
 
 
 def validate(cfg: DictConfig) -> None:
@@ -66,11 +110,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("data.cutout: read only with data.augment=true (it is part of the augmentation)")
     if d.val_size < 0 or d.num_workers < 0:
         raise ConfigError("data.val_size and data.num_workers: must be >= 0")
-    if "attack" in cfg:
-        _check_attack("attack", cfg.attack)
     if "training" in cfg:
+        _check_train_attacks(cfg)
         t = cfg.training
-        _check_attack("training.val_attack", t.val_attack)
         if not 0.0 <= t.adv_ratio <= 1.0:
             raise ConfigError(f"training.adv_ratio: must be in [0, 1], got {t.adv_ratio}")
         if t.lr <= 0:
@@ -82,9 +124,6 @@ def validate(cfg: DictConfig) -> None:
                 raise ConfigError(f"training.{key}: must be >= 0, got {t[key]}")
         if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
             raise ConfigError(f"training.ema_decay: must be in (0, 1) or null, got {t.ema_decay}")
-    if "attacks" in cfg:
-        for i, a in enumerate(cfg.attacks):
-            _check_attack(f"attacks[{i}]", a)
     if "eps" in cfg:
         for e in cfg.eps:
             if e < 0:
@@ -116,12 +155,14 @@ def _validate_evaluate(cfg: DictConfig) -> None:
     for i, a in enumerate(cfg.attacks):
         if str(a.name).lower() not in ATTACKS:
             raise ConfigError(f"attacks[{i}].name: unknown attack '{a.name}'; allowed: {', '.join(sorted(ATTACKS))}")
+        check_attack_config(f"attacks[{i}]", to_container(a), str(a.name).lower())
     for i, d in enumerate(cfg.defenses):
         parts = str(d.name).split("+")
         bad = [p for p in parts if p not in DEFENSES]
         if bad:
             raise ConfigError(f"defenses[{i}].name: unknown defense '{d.name}'; allowed: "
                               f"{', '.join(sorted(DEFENSES))} (or a chain such as jpeg+fd)")
+        check_defense_config(f"defenses[{i}]", to_container(d))
         _check_attack_refs(f"defenses[{i}].attacks", d.attacks, cfg.attacks)
         if d.eot_samples is not None and d.eot_samples < 1:
             raise ConfigError(f"defenses[{i}].eot_samples: must be >= 1, got {d.eot_samples}")

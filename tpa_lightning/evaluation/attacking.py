@@ -6,10 +6,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..attacks import ATTACKS, attack_option_names, build_attack
+from ..attacks import ATTACKS, CONFIG_KEYS_NOT_OPTIONS, attack_option_names, build_attack
 from ..attacks.base import attack_precision
-
-_NOT_OPTIONS = ("name", "options", "seed")
 
 
 def attack_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -18,7 +16,7 @@ def attack_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
     The config's fixed keys are the union of every attack's options (``copies`` is TPA's, ...): the
     ones this attack does not take are dropped. Keys under ``options`` are passed as they are."""
     allowed = attack_option_names(str(cfg["name"])) if str(cfg["name"]).lower() in ATTACKS else frozenset()
-    opts = {k: v for k, v in cfg.items() if k not in _NOT_OPTIONS and v is not None and k in allowed}
+    opts = {k: v for k, v in cfg.items() if k not in CONFIG_KEYS_NOT_OPTIONS and v is not None and k in allowed}
     opts.update(dict(cfg.get("options") or {}))
     return opts
 

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import Tensor, nn
 
-from ..attacks import Attack, build_attack, model_eval_no_param_grad
+from ..attacks import CONFIG_KEYS_NOT_OPTIONS, Attack, build_attack, model_eval_no_param_grad
 from ..attacks.base import attack_precision
+from ..checks import check_choice
 from ..models import build_model
 from ..models.checkpoint import MODEL_META_KEY
 from .objectives import (
@@ -25,13 +26,15 @@ from .objectives import (
     unread_attack_keys,
 )
 
-#: keys of an attack config that are not keyword options of the attack
-ATTACK_KEYS_NOT_OPTIONS = ("name", "options", "seed")
+#: ``training.optimizer`` values: SGD with nesterov momentum, or AdamW (see configure_optimizers)
+OPTIMIZERS = ("sgd", "adamw")
+#: ``training.schedule`` values: constant, cosine (with optional linear warm-up), one-cycle
+SCHEDULES = ("none", "cosine", "onecycle")
 
 
 def attack_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword options of an attack config (None means: the attack's own default)."""
-    opts = {k: v for k, v in cfg.items() if k not in ATTACK_KEYS_NOT_OPTIONS and v is not None}
+    opts = {k: v for k, v in cfg.items() if k not in CONFIG_KEYS_NOT_OPTIONS and v is not None}
     opts.update(dict(cfg.get("options") or {}))
     return opts
 
@@ -94,6 +97,8 @@ class AdversarialTrainingModule(L.LightningModule):
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"training.objective must be one of {', '.join(OBJECTIVES)}, got {objective}")
+        check_choice("training.optimizer", optimizer, OPTIMIZERS)
+        check_choice("training.schedule", schedule, SCHEDULES)
         if not 0.0 <= adv_ratio <= 1.0:
             raise ValueError(f"adv_ratio must be in [0, 1], got {adv_ratio}")
         if not 0.0 <= label_smoothing < 1.0:
@@ -314,19 +319,15 @@ class AdversarialTrainingModule(L.LightningModule):
         if h.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=h.lr, momentum=h.sgd_momentum,
                                                          weight_decay=h.weight_decay, nesterov=True)
-        elif h.optimizer == "adamw":
+        else:   # adamw (checked in __init__)
             opt = torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay)
-        else:
-            raise ValueError(f"training.optimizer must be sgd or adamw, got {h.optimizer}")
         if h.schedule == "none":
             return opt
         total = int(self.trainer.estimated_stepping_batches)
         if h.schedule == "cosine":
             sched: Any = self._cosine_with_warmup(opt, total)
-        elif h.schedule == "onecycle":
+        else:   # onecycle (checked in __init__)
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=h.lr, total_steps=max(1, total))
-        else:
-            raise ValueError(f"training.schedule must be none, cosine or onecycle, got {h.schedule}")
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _cosine_with_warmup(self, opt: torch.optim.Optimizer, total: int) -> Any:
