@@ -2,11 +2,14 @@
 and the fixed target classes of the targeted attacks."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from .store import settings_key
 
 
 @dataclass
@@ -24,10 +27,6 @@ class Images:
     def identity(self) -> dict[str, Any]:
         """What the cache keys hold about the images: the rule, a hash of indices and labels, and a hash
         of the pixels themselves (never the path they were read from, which differs between machines)."""
-        import hashlib
-
-        from .store import settings_key
-
         pixels = (self.x * 255).round().clamp(0, 255).to(torch.uint8).contiguous().numpy().tobytes()
         return {"rule": self.rule, "n": int(self.y.numel()),
                 "sha": settings_key([self.index.tolist(), self.y.tolist()])[:32],

@@ -25,10 +25,12 @@ from .images import load_test_images, target_classes
 from .results import RunState, UnitResult
 from .settings import CRAFT_PRIORITY, PARTS, Settings, ablation_default
 from .stats import success_counts
-from .store import Store, safe_label, settings_key
+from .store import Store, safe_file_name, settings_key
 from .targets import Target, cached_predictions, defense_target, model_target
 from .timing import timing
+from .train_zoo import ensure_zoo, resolve_root, uses_committed_weights
 from .zoo import DEFAULT_ROOT, ZOO, zoo_model
+from .zoo_weights import restore_model, restore_purifier
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,13 +52,8 @@ def prepare_zoo(s: Settings, root: Path, train: bool) -> dict[str, str]:
     """name -> build_model spec of every zoo model that exists (trained now if ``train``)."""
     names = zoo_names(s)
     if train:
-        from .train_zoo import ensure_zoo
-
         specs = dict(ensure_zoo(names=names, root=root, quick=s.quick))
     else:
-        from .train_zoo import resolve_root, uses_committed_weights
-        from .zoo_weights import restore_model
-
         if uses_committed_weights(root, s.quick):
             for n in names:
                 if restore_model(zoo_model(n), resolve_root(root)):
@@ -78,9 +75,6 @@ def purifier_path(root: Path) -> Path:
 def prepare_purifier(s: Settings, root: Path, train: bool) -> str | None:
     """Train the NRP purifier on CIFAR-10 (JPEG copy) with train.py if it is missing."""
     path = purifier_path(root)
-    from .train_zoo import uses_committed_weights
-    from .zoo_weights import restore_purifier
-
     if not path.is_file() and uses_committed_weights(root, s.quick) and restore_purifier(path):
         log(f"restored the committed NRP purifier into {path}")
     if path.is_file() or not train:
@@ -272,7 +266,7 @@ def process_unit(state: RunState, group: str, unit: Unit, parts: set[str], compu
     nothing, while another process holds it, so that processes run side by side share the queue."""
     if not compute:
         return measure_unit(state, group, unit, parts, False)
-    with claim(state.store.root / "claims" / f"{safe_label(unit.name)}.lock") as held:
+    with claim(state.store.root / "claims" / f"{safe_file_name(unit.name)}.lock") as held:
         if not held:
             log(f"{unit.name}: another process holds it; skipped")
             return None

@@ -6,7 +6,6 @@ raw data behind every table), so a later session resumes without recrafting what
 images (about 12 MB per adversarial set) stay under ``outputs/``."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,15 +14,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tpa_lightning.evaluation.cache import safe_file_name, settings_key
 
-def settings_key(settings: Any) -> str:
-    """sha256 of the canonical JSON of ``settings`` (floats by repr, keys sorted)."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+__all__ = ["Store", "safe_file_name", "settings_key"]
 
 
-def safe_label(label: str) -> str:
-    """``label`` with every character but letters, digits and ``-_.`` replaced by ``_``, cut at 80."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:80]
 
 
 class Store:
@@ -36,7 +31,7 @@ class Store:
 
     def path(self, kind: str, label: str, key: str, suffix: str) -> Path:
         base = self.json_root if suffix == ".json" else self.root
-        return base / kind / f"{safe_label(label)}-{key[:16]}{suffix}"
+        return base / kind / f"{safe_file_name(label)}-{key[:16]}{suffix}"
 
     def get_json(self, kind: str, label: str, key: str) -> dict[str, Any] | None:
         p = self.path(kind, label, key, ".json")

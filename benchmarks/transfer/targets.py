@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+import defenses
+
 from .store import Store, settings_key
 
 #: Column titles of the defenses.
@@ -60,8 +62,6 @@ def defense_target(defense: str, base_name: str, base: nn.Module, base_id: dict[
                    rs_sigma: float = 0.25, rs_n: int = 100, rs_alpha: float = 0.001,
                    nrp_weights: str | None = None, nrp_id: dict[str, Any] | None = None) -> Target:
     """A defended classifier as a target (``defense`` in rp fd jpeg nrp rs bitdepth)."""
-    import defenses
-
     title = DEFENSE_TITLES.get(defense, defense)
     ident: dict[str, Any] = {"defense": defense, "base": base_name, "base_id": base_id, "seed": seed}
     if defense == "rs":

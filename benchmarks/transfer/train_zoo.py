@@ -42,6 +42,7 @@ from .zoo import (
     read_run_record,
     zoo_model,
 )
+from .zoo_card import write_card
 from .zoo_weights import PURIFIER, WEIGHTS_DIR, export_model, export_purifier, restore_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -223,8 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         for p in export_zoo(root):
             print(f"[zoo] exported {p}")
-    from .zoo_card import write_card
-
     out_dir = RESULTS / "quick" if args.quick else RESULTS
     md, js = write_card(list(ZOO), root, args.quick, out_dir, n_images=args.images,
                         display_root=_display_root(root))

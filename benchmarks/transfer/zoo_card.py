@@ -3,6 +3,7 @@ seed and library versions of every model, as ``zoo.json`` and ``zoo.md``."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
 from collections.abc import Sequence
@@ -12,6 +13,10 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 from torch import nn
+
+from tpa_lightning.evaluation.provenance import model_fingerprint
+from tpa_lightning.evaluation.provenance import versions as package_versions
+from tpa_lightning.models import build_model
 
 from .images import Images, load_heldout_images, load_test_images
 from .stats import rate
@@ -40,8 +45,6 @@ def versions() -> dict[str, str | None]:
     """:data:`CARD_VERSIONS` as :func:`tpa_lightning.evaluation.provenance.versions` reports them, but
     torch as ``torch.__version__``: with the build tag the card has always shown (e.g. ``+cu130``),
     which the package metadata omits."""
-    from tpa_lightning.evaluation.provenance import versions as package_versions
-
     found = package_versions()
     return {k: str(torch.__version__) if k == "torch" else found.get(k) for k in CARD_VERSIONS}
 
@@ -77,9 +80,6 @@ def card_entry(m: ZooModel, root: Path, images: Images, quick: bool, display_roo
                heldout: Images | None = None) -> dict[str, Any]:
     """One model's card row; accuracy only where the model exists (``status`` says why not), also on
     the ``heldout`` images when given."""
-    from tpa_lightning.evaluation.provenance import model_fingerprint
-    from tpa_lightning.models import build_model
-
     status = model_status(m, root)
     command = m.train_command(display_root, quick)
     entry: dict[str, Any] = {
@@ -172,8 +172,6 @@ def markdown(card: dict[str, Any]) -> str:
 def write_card(models: Sequence[ZooModel], root: Path, quick: bool, out_dir: Path, n_images: int = 1000,
                display_root: Path | None = None) -> tuple[Path, Path]:
     """Evaluate ``models`` and write ``out_dir/zoo.md`` and ``out_dir/zoo.json``; returns both paths."""
-    import os
-
     images = load_test_images(n_images)
     heldout = None if quick else load_heldout_images(n_images)
     card = {

@@ -228,11 +228,11 @@ def test_cli_zoo_training_failure_exits_2_with_one_line(tmp_path: Path, monkeypa
     def failing_run(*args: object, **kwargs: object) -> None:
         raise ZooTrainingError("training failed for vgg (log: x)")
 
-    monkeypatch.setattr(runner, "run", failing_run)
+    monkeypatch.setattr(runner, "run_benchmark", failing_run)
     assert cli.main(["--report-only", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == ["python -m benchmarks.transfer: error: training failed for vgg (log: x)"]
-    monkeypatch.setattr(runner, "run", lambda *a, **k: 1 / 0)   # anything else is a bug: its traceback stays
+    monkeypatch.setattr(runner, "run_benchmark", lambda *a, **k: 1 / 0)   # anything else is a bug: its traceback stays
     with pytest.raises(ZeroDivisionError):
         cli.main(["--report-only", "--out", str(tmp_path)])
 

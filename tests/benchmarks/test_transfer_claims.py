@@ -15,7 +15,7 @@ from benchmarks.transfer.claims import claim
 from benchmarks.transfer.crafting import Unit
 from benchmarks.transfer.images import Images
 from benchmarks.transfer.settings import QUICK
-from benchmarks.transfer.store import Store, safe_label
+from benchmarks.transfer.store import Store, safe_file_name
 from benchmarks.transfer.targets import model_target
 from tpa_lightning.evaluation.provenance import model_fingerprint
 
@@ -75,7 +75,7 @@ def test_a_unit_held_elsewhere_is_skipped_then_made(tmp_path: Path, cifar_sample
     images = Images(x[:8], y[:8], torch.arange(8), "foolbox cifar10 samples", "first 8")
     state = _state(tmp_path, images, tiny)
     unit = Unit("sur", "mi", 8 / 255, False, 2)
-    lock = tmp_path / "cache" / "claims" / f"{safe_label(unit.name)}.lock"
+    lock = tmp_path / "cache" / "claims" / f"{safe_file_name(unit.name)}.lock"
     parts = {"table1"}
     with claim(lock) as held:                 # another worker is on it
         assert held
@@ -101,7 +101,7 @@ def test_two_workers_split_the_queue(tmp_path: Path, cifar_samples: tuple[Tensor
     work = list(dict.fromkeys(u for _, u in runner.work_list(state.settings, {"table1"})))
     assert len(work) == 3
     held = work[1]                                # the middle one: the loop goes on past it
-    with claim(tmp_path / "cache" / "claims" / f"{safe_label(held.name)}.lock"):
+    with claim(tmp_path / "cache" / "claims" / f"{safe_file_name(held.name)}.lock"):
         # train=True: the zoo is not watched (setup is replaced; there is no zoo here)
         out = runner.run_benchmark(state.settings, tmp_path / "cache", parts={"table1"}, train=True, worker=True)
     assert out.pending == [held.name] and held.name not in out.computed
@@ -123,7 +123,7 @@ def test_worker_cli_writes_no_report(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def no_report(*a: object, **k: object) -> None:
         raise AssertionError("a worker wrote the report")
 
-    monkeypatch.setattr(runner, "run", fake_run)
+    monkeypatch.setattr(runner, "run_benchmark", fake_run)
     monkeypatch.setattr(report, "write", no_report)
     monkeypatch.setattr(report, "record_invocation", lambda raw, cur: None)
     assert cli.main(["--worker", "--skip-train", "--out", str(tmp_path / "out")]) == 0

@@ -347,7 +347,7 @@ def test_only_computes_its_parts_but_reports_everything(tmp_path: Path, monkeypa
         calls.append((parts, compute))
         return results.RunState(s, Store(tmp_path), None, None, {}, {}, {}, [], {})  # type: ignore[arg-type]
 
-    monkeypatch.setattr(runner, "run", fake_run)
+    monkeypatch.setattr(runner, "run_benchmark", fake_run)
     monkeypatch.setattr(report, "write", lambda state, out, meta: written.append(state) or out / "README.md")
     monkeypatch.setattr(report, "record_invocation", lambda raw, cur: None)
     assert cli.main(["--only", "timing", "--out", str(tmp_path / "out"), "--skip-train"]) == 0

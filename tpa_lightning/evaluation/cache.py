@@ -8,8 +8,13 @@ from typing import Any
 
 
 def settings_key(settings: Any) -> str:
-    """A sha256 of the settings' canonical JSON."""
+    """sha256 of the canonical JSON of ``settings`` (floats by repr, keys sorted)."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def safe_file_name(label: str) -> str:
+    """``label`` with every character but letters, digits and ``-_.`` replaced by ``_``, cut at 80."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:80]
 
 
 class SectionCache:
@@ -21,8 +26,7 @@ class SectionCache:
         self.enabled = enabled
 
     def _path(self, name: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        return self.root / f"{safe}.json"
+        return self.root / f"{safe_file_name(name)}.json"
 
     def get(self, name: str, key: str) -> dict[str, Any] | None:
         if not self.enabled:
