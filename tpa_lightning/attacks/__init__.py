@@ -18,6 +18,7 @@ from .registry import (
     attack_option_names,
     attack_passes_per_image,
     build_attack,
+    config_options,
 )
 from .tpa import TPA
 from .transforms import (
@@ -65,6 +66,7 @@ __all__ = [
     "attack_option_names",
     "attack_passes_per_image",
     "build_attack",
+    "config_options",
     "model_eval_no_param_grad",
     "parse_transforms",
     "transformed_class",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from torch import nn
@@ -79,3 +79,14 @@ def attack_option_names(name: str) -> frozenset[str]:
             params = inspect.signature(vars(cls)["__init__"]).parameters.values()
             names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return frozenset((names - {"self", "model"}) | {"transforms"})
+
+
+
+def config_options(name: str, section: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword options of attack ``name`` from a config section (``attack``, ``attacks[i]``): the keys
+    it takes that hold a value (None means the attack's own default), then ``section["options"]`` as
+    given. Keys it does not take are left out (a config's fixed keys serve every attack)."""
+    taken = attack_option_names(name)
+    opts = {k: v for k, v in section.items() if k in taken and k not in CONFIG_KEYS_NOT_OPTIONS and v is not None}
+    opts.update(dict(section.get("options") or {}))
+    return opts

@@ -10,7 +10,7 @@ from torch import nn
 
 from defenses import DEFENSES, build_defense
 
-from ..attacks import ATTACKS, CONFIG_KEYS_NOT_OPTIONS, attack_option_names, build_attack
+from ..attacks import ATTACKS, build_attack, config_options
 from ..checks import OptionError
 from ..data.datamodule import DATASETS
 from ..training.module import OPTIMIZERS, SCHEDULES
@@ -48,13 +48,13 @@ def check_attack_config(key: str, section: Mapping[str, Any], name: str) -> None
     :mod:`tpa_lightning.training.config_keys`; evaluate.py's attack list shares one set of keys).
 
     Raises:
-        ConfigError: one line naming ``<key>.<option>`` (``attack.eps: must be >= 0, got -0.1``).
+        ConfigError: one line naming ``<key>.<option>`` (``attack.eps: must be >= 0, got -0.1``), or
+            ``<key>.name`` for an unknown attack.
     """
-    taken = attack_option_names(name)
-    options = {k: v for k, v in section.items() if k in taken and k not in CONFIG_KEYS_NOT_OPTIONS and v is not None}
-    options.update(dict(section.get("options") or {}))
+    if name not in ATTACKS:
+        raise ConfigError(f"{key}.name: unknown attack '{name}'; allowed: {', '.join(sorted(ATTACKS))}")
     try:
-        build_attack(name, nn.Flatten(), **options)
+        build_attack(name, nn.Flatten(), **config_options(name, section))
     except (TypeError, ValueError) as err:
         raise _stand_in_error(key, err, section) from None
 
@@ -81,8 +81,6 @@ def _check_train_attacks(cfg: DictConfig) -> None:
     if name is not None:
         check_attack_config("attack", to_container(cfg.attack), name)
     val = cfg.training.val_attack
-    if str(val.name).lower() not in ATTACKS:
-        raise ConfigError(f"training.val_attack.name: unknown attack '{val.name}'; allowed: {', '.join(sorted(ATTACKS))}")
     check_attack_config("training.val_attack", to_container(val), str(val.name).lower())
 
 
@@ -153,8 +151,6 @@ def _validate_evaluate(cfg: DictConfig) -> None:
     if not cfg.eps:
         raise ConfigError("eps: must hold at least one value, e.g. eps=[0,0.1]")
     for i, a in enumerate(cfg.attacks):
-        if str(a.name).lower() not in ATTACKS:
-            raise ConfigError(f"attacks[{i}].name: unknown attack '{a.name}'; allowed: {', '.join(sorted(ATTACKS))}")
         check_attack_config(f"attacks[{i}]", to_container(a), str(a.name).lower())
     for i, d in enumerate(cfg.defenses):
         parts = str(d.name).split("+")

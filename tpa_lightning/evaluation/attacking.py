@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..attacks import ATTACKS, CONFIG_KEYS_NOT_OPTIONS, attack_option_names, build_attack
+from ..attacks import ATTACKS, build_attack, config_options
 from ..attacks.base import attack_precision
 
 
@@ -14,11 +14,10 @@ def attack_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword options of an attack config entry (None means: the attack's own default).
 
     The config's fixed keys are the union of every attack's options (``copies`` is TPA's, ...): the
-    ones this attack does not take are dropped. Keys under ``options`` are passed as they are."""
-    allowed = attack_option_names(str(cfg["name"])) if str(cfg["name"]).lower() in ATTACKS else frozenset()
-    opts = {k: v for k, v in cfg.items() if k not in CONFIG_KEYS_NOT_OPTIONS and v is not None and k in allowed}
-    opts.update(dict(cfg.get("options") or {}))
-    return opts
+    ones this attack does not take are dropped (:func:`~tpa_lightning.attacks.config_options`). Keys
+    under ``options`` are passed as they are."""
+    name = str(cfg["name"]).lower()
+    return config_options(name, cfg) if name in ATTACKS else dict(cfg.get("options") or {})
 
 
 def attack_seed(cfg: Mapping[str, Any], run_seed: int) -> int:
