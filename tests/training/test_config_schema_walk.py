@@ -105,7 +105,7 @@ def job_fingerprint(cfg: DictConfig, monkeypatch: pytest.MonkeyPatch) -> dict[st
     out, resume = job_setup.resolve_out_and_resume(cfg)
     fp: dict[str, Any] = {"task": str(cfg.task), "out": str(out), "resume": resume,
                           "trainer": repr(job_setup.trainer_kwargs(cfg)),
-                          "callbacks": repr([(type(c).__name__, vars(c).get("_kwargs")) for c in
+                          "callbacks": repr([(type(c).__name__, vars(c).get("_kwargs"), c.state_key) for c in
                                              train_run.recipe_callbacks(cfg)]),
                           "ema": cfg.training.ema_decay}
     if cfg.task == "purifier":

@@ -141,3 +141,24 @@ def test_attack_keys_an_objective_does_not_read() -> None:
     ramped = mi.training_attack(0.05)                            # the eps ramp: a new attack, not a mutation
     assert ramped is not atk and ramped.eps == 0.05 and atk.eps == 0.1
     assert ramped.step_size == pytest.approx(2.5 * 0.05 / 2) and ramped.momentum == 0.5
+
+
+@pytest.mark.parametrize("objective, attack, adv_ratio", [
+    ("tpa_at", ATTACK, 1.0), ("tpa_at", {**ATTACK, "steps": 1, "copies": 1}, 1.0), ("pgd_at", {"eps": 0.1, "steps": 3}, 1.0),
+    ("pgd_at", {"eps": 0.1, "steps": 3}, 0.5), ("fast_at", {"eps": 0.1}, 1.0), ("trades", {"eps": 0.1, "steps": 3}, 1.0),
+    ("mart", {"eps": 0.1, "steps": 2}, 1.0), ("clean", {}, 1.0)])
+def test_passes_per_image_counts_the_backward_passes_of_a_step(objective: str, attack: dict, adv_ratio: float,
+                                                                fmnist: TensorDataset) -> None:
+    """``passes_per_image`` (the unit of matched compute) equals the logit rows that a backward
+    reaches in one training step (attack and update), divided by the batch size."""
+    module = _module(objective, attack=attack, adv_ratio=adv_ratio)
+    rows = []
+
+    def count_backward(_mod: torch.nn.Module, _inputs: tuple, logits: torch.Tensor) -> None:
+        if logits.requires_grad:
+            logits.register_hook(lambda g: rows.append(g.shape[0]))
+
+    module.model.register_forward_hook(count_backward)
+    x, y = fmnist.tensors[0][:16], fmnist.tensors[1][:16]
+    module.training_step((x, y), 0).backward()
+    assert sum(rows) / 16 == pytest.approx(module.passes_per_image())

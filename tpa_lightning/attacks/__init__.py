@@ -8,9 +8,10 @@ from .base import Attack, MomentumMixin
 from .context import model_eval_no_param_grad, unwrap_model
 from .gradient import BIM, FGSM, PGD
 from .input_diversity import BSR, DI, SSA, TI
+from .learned_transforms import L2T
 from .momentum import MI, NI
-from .neighbourhood import GNP, PGN, VT
-from .objectives import attack_objective
+from .neighbourhood import GNP, MEF, PGN, VT
+from .objectives import attack_objective, per_sample_objective
 from .rap import RAP
 from .registry import (
     ATTACKS,
@@ -20,6 +21,7 @@ from .registry import (
     build_attack,
     config_options,
 )
+from .structure_invariance import SIA
 from .tpa import TPA
 from .transforms import (
     TRANSFORMS,
@@ -34,6 +36,7 @@ from .transforms import (
     transformed_class,
     with_transforms,
 )
+from .warping import DeCowA
 
 __all__ = [
     "ATTACKS",
@@ -43,11 +46,14 @@ __all__ = [
     "DI",
     "FGSM",
     "GNP",
+    "L2T",
+    "MEF",
     "MI",
     "NI",
     "PGD",
     "PGN",
     "RAP",
+    "SIA",
     "SSA",
     "TI",
     "TPA",
@@ -55,6 +61,7 @@ __all__ = [
     "VT",
     "Admix",
     "Attack",
+    "DeCowA",
     "DiverseInputs",
     "GradientTransform",
     "InputTransform",
@@ -69,6 +76,7 @@ __all__ = [
     "config_options",
     "model_eval_no_param_grad",
     "parse_transforms",
+    "per_sample_objective",
     "transformed_class",
     "unwrap_model",
     "with_transforms",

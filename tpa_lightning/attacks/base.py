@@ -9,7 +9,8 @@ overrides only the hooks it needs:
 
 The base class owns everything around that: input checks, the model-mode context, the objective
 (summed per sample), the random generator, batched and ``max_batch``-chunked gradient passes
-(:meth:`Attack.input_grad`), EOT and ``torch.autocast``.
+(:meth:`Attack.input_grad`; :meth:`Attack.pullback_grad` for gradients through a map applied
+before them), EOT and ``torch.autocast``.
 
 Randomness. Three schemes, chosen per call (``atk(x, y, seed=..., keys=...)``; the seed defaults to
 the one given at construction):
@@ -32,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 from ..checks import OptionError, check_choice, check_images, check_int, check_labels, check_positive
 from ..chunking import AUTO, ChunkSize, check_max_batch
 from .context import model_eval_no_param_grad
-from .objectives import LOSSES, attack_objective
+from .objectives import LOSSES, attack_objective, per_sample_objective
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -274,7 +275,7 @@ class Attack:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
-    def input_grad(self, inputs: Tensor, labels: Tensor) -> Tensor:
+    def input_grad(self, inputs: Tensor, labels: Tensor, values: Tensor | None = None) -> Tensor:
         """Input gradients of the summed objective for a (stacked) batch.
 
         ``inputs``: (M, C, H, W), any M (e.g. B * copies stacked copy-major); ``labels``: (M,) or
@@ -284,6 +285,10 @@ class Attack:
         each row is evaluated E times (stacked, chunked) and the gradients averaged. Returns fp32
         gradients shaped like ``inputs``; they do not depend on the chunk size (each row's
         gradient is independent of the other rows).
+
+        ``values``: an optional fp32 tensor of shape (M,), filled with each row's term of the
+        objective (:func:`~.objectives.per_sample_objective`, averaged over the E evaluations), from
+        the same passes.
         """
         m = inputs.shape[0]
         if labels.shape[0] != m:
@@ -294,6 +299,7 @@ class Attack:
             flat = flat.repeat(e, 1, 1, 1)
             labels = labels.repeat(e)
         grads = torch.empty_like(flat)
+        terms = None if values is None else torch.empty(flat.shape[0], device=flat.device)
 
         def chunk_grad(start: int, stop: int) -> None:
             chunk = flat[start:stop].requires_grad_(True)
@@ -307,21 +313,49 @@ class Attack:
                 else:
                     u = self.transform(chunk, slice(first, first + stop - start))
                 logits = self.net(u)
-            obj = attack_objective(logits, labels[start:stop], self.targeted, self.loss)
+            if terms is None:
+                obj = attack_objective(logits, labels[start:stop], self.targeted, self.loss)
+            else:
+                per = per_sample_objective(logits, labels[start:stop], self.targeted, self.loss)
+                obj = per.sum()
             (g,) = torch.autograd.grad(obj, chunk)
             grads[start:stop] = g.float()   # written only once the chunk has succeeded
+            if terms is not None:
+                terms[start:stop] = per.detach()
 
         if self._chunks.max_batch != self.max_batch:   # max_batch was reassigned after construction
             self._chunks = ChunkSize(check_max_batch("max_batch", self.max_batch))
         self._chunks.run(chunk_grad, flat.shape[0], flat.device)
         if e > 1:
             grads = grads.view(e, m, *grads.shape[1:]).mean(0)
+        if values is not None and terms is not None:
+            values.copy_(terms.view(e, m).mean(0))
         return grads
 
     def stacked_grad(self, points: Tensor, labels: Tensor) -> Tensor:
         """Gradients at ``points`` shaped (K, B, C, H, W): one batched, chunked pass of B*K rows."""
         k, b = points.shape[:2]
         return self.input_grad(points.reshape(k * b, *points.shape[2:]), labels).view(points.shape)
+
+    def pullback_grad(self, fn: Callable[[Tensor], Tensor], leaf: Tensor, labels: Tensor,
+                      weights: Tensor | None = None, values: Tensor | None = None) -> Tensor:
+        """Gradient w.r.t. ``leaf`` (any shape) of ``sum_r weights[r] * A_r`` over the model inputs
+        ``fn(leaf)`` (M rows): the rows' input gradients come from ONE :meth:`input_grad` call
+        (chunked by ``max_batch``, EOT, autocast, ``values`` as there) and are pulled back through
+        ``fn``, a differentiable map run here in fp32 (warps, transformation pools, maps of
+        transform parameters). ``labels``: as :meth:`input_grad` takes them; ``weights``: (M,) or
+        None (all 1). Returns fp32 zeros where ``fn(leaf)`` does not depend on ``leaf``.
+        """
+        with torch.enable_grad():
+            src = leaf.detach().float().requires_grad_(True)
+            rows = fn(src)
+        g = self.input_grad(rows.detach(), labels, values=values)
+        if weights is not None:
+            g = g * weights.view(-1, *([1] * (g.dim() - 1))).to(g.dtype)
+        if not rows.requires_grad:
+            return torch.zeros_like(src)
+        (out,) = torch.autograd.grad(rows, src, grad_outputs=g.to(rows.dtype), allow_unused=True)
+        return torch.zeros_like(src) if out is None else out
 
     def _make_generator(self, device: torch.device, seed: int | None) -> torch.Generator:
         gen = torch.Generator(device=device)

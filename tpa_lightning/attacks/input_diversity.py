@@ -12,12 +12,17 @@ from torch import Tensor, nn
 from ..checks import OptionError, check_int, check_positive
 from .base import MomentumMixin, iterate_copies
 
-BlockFn = Callable[[Tensor], Tensor]
+#: A differentiable map of a batch of images.
+ImageFn = Callable[[Tensor], Tensor]
+#: One copy's differentiable transform: ``fn(u, rows)``, ``u`` the images ``rows`` of the attacked
+#: batch (a slice of ``range(B)``; per-image draws are indexed by it).
+BlockFn = Callable[[Tensor, slice], Tensor]
 
 
-class _PerCopyTransform(MomentumMixin):
+class PerCopyTransform(MomentumMixin):
     """Stacks ``copies`` copies of the batch (copy-major) and applies one random transform per copy
-    inside the gradient; the gradient is the mean over the copies."""
+    inside the gradient (chunked by ``max_batch``); the gradient is the mean over the copies.
+    Subclasses draw a copy's transform in :meth:`make_transform` (DI, BSR, SIA)."""
 
     def __init__(self, model: nn.Module, *, copies: int = 1, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
@@ -29,11 +34,14 @@ class _PerCopyTransform(MomentumMixin):
         return float(self.copies)
 
     def make_transform(self, x: Tensor) -> BlockFn:
+        """One copy's transform for the batch ``x``, its random parameters drawn now."""
         raise NotImplementedError
 
     def transform(self, u: Tensor, rows: slice) -> Tensor:
         start = rows.start or 0
-        parts = [self._fns[k](u[a:b]) for k, a, b in iterate_copies(start, start + u.shape[0], self._block)]
+        n = self._block
+        parts = [self._fns[k](u[a:b], slice(start + a - k * n, start + b - k * n))
+                 for k, a, b in iterate_copies(start, start + u.shape[0], n)]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def direction(self, x: Tensor, delta: Tensor, labels: Tensor, it: int) -> Tensor:
@@ -43,7 +51,7 @@ class _PerCopyTransform(MomentumMixin):
         return self.stacked_grad(u, labels).mean(0)
 
 
-class DI(_PerCopyTransform):
+class DI(PerCopyTransform):
     """DI-MI-FGSM (Xie et al. 2019): with probability ``p`` the input is resized to a random size
     r in [S, 1.1 S) (nearest), zero-padded at a random position to 1.1 S, and resized back to S
     (bilinear); the gradient flows through it; MI update.
@@ -67,15 +75,17 @@ class DI(_PerCopyTransform):
     def make_transform(self, x: Tensor) -> BlockFn:
         apply_, a, b, c = self.rand_scalars(4, x.device).tolist()
         if apply_ >= self.p:
-            return lambda u: u
-        return resize_pad(x.shape[-2], x.shape[-1], self.resize_rate, a, b, c)
+            return lambda u, rows: u
+        fn = resize_pad(x.shape[-2], x.shape[-1], self.resize_rate, a, b, c)
+        return lambda u, rows: fn(u)
 
 
-def resize_pad(h: int, w: int, resize_rate: float, a: float, b: float, c: float) -> BlockFn:
+def resize_pad(h: int, w: int, resize_rate: float, a: float, b: float, c: float,
+               mode: str = "nearest") -> ImageFn:
     """DI's random resize-and-pad of (H, W) = (``h``, ``w``) images, from three U(0, 1) draws: resize
-    to ``r`` in [S, ``resize_rate`` S) (``a``; nearest), zero-pad at a random position (``b``: top,
-    ``c``: left) to ``resize_rate`` S, resize back to S (bilinear). Differentiable in its input; the
-    identity when ``int(resize_rate * S) == S``."""
+    to ``r`` in [S, ``resize_rate`` S) (``a``; ``mode``, DI's nearest by default), zero-pad at a
+    random position (``b``: top, ``c``: left) to ``resize_rate`` S, resize back to S (bilinear).
+    Differentiable in its input; the identity when ``int(resize_rate * S) == S``."""
     big_h, big_w = int(h * resize_rate), int(w * resize_rate)
     if big_h == h and big_w == w:
         return lambda u: u
@@ -85,7 +95,7 @@ def resize_pad(h: int, w: int, resize_rate: float, a: float, b: float, c: float)
     left = int(c * (big_w - rw + 1))
 
     def fn(u: Tensor) -> Tensor:
-        r = F.interpolate(u, size=(rh, rw), mode="nearest")
+        r = F.interpolate(u, size=(rh, rw), mode=mode, align_corners=None if mode == "nearest" else False)
         r = F.pad(r, (left, big_w - rw - left, top, big_h - rh - top))
         return F.interpolate(r, size=(h, w), mode="bilinear", align_corners=False)
 
@@ -166,7 +176,7 @@ def _rotate(u: Tensor, degrees: float) -> Tensor:
     return F.grid_sample(u, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-class BSR(_PerCopyTransform):
+class BSR(PerCopyTransform):
     """BSR (Wang et al. 2024, block shuffle and rotation): each copy splits the image into
     ``blocks`` x ``blocks`` blocks of random lengths (random-length horizontal strips, each cut into
     random-length pieces), shuffles the strips and the pieces, rotates each block by U(-24, 24)
@@ -196,7 +206,7 @@ class BSR(_PerCopyTransform):
         col_perms = [torch.randperm(n, generator=self.generator, device=x.device).tolist() for _ in range(n)]
         angles = ((r[2 * n:] * 2 - 1) * self.max_angle).tolist()
 
-        def fn(u: Tensor) -> Tensor:
+        def fn(u: Tensor, rows: slice) -> Tensor:
             strips = list(torch.split(u, hs, dim=2))
             out_rows = []
             for i, si in enumerate(row_perm):

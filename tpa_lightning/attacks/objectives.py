@@ -29,3 +29,15 @@ def attack_objective(logits: Tensor, labels: Tensor, targeted: bool, loss: str =
         picked = logits.gather(1, labels[:, None]).sum()
         return picked if targeted else -picked
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def per_sample_objective(logits: Tensor, labels: Tensor, targeted: bool, loss: str = "ce") -> Tensor:
+    """The per-sample terms of :func:`attack_objective`, shape (N,) (their sum is the objective)."""
+    logits = logits.float()
+    if loss == "ce":
+        ce = F.cross_entropy(logits, labels, reduction="none")
+        return -ce if targeted else ce
+    if loss == "logit":
+        picked = logits.gather(1, labels[:, None])[:, 0]
+        return picked if targeted else -picked
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")

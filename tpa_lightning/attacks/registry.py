@@ -11,15 +11,19 @@ from torch import nn
 from .base import Attack
 from .gradient import BIM, FGSM, PGD
 from .input_diversity import BSR, DI, SSA, TI
+from .learned_transforms import L2T
 from .momentum import MI, NI
-from .neighbourhood import GNP, PGN, VT
+from .neighbourhood import GNP, MEF, PGN, VT
 from .rap import RAP
+from .structure_invariance import SIA
 from .tpa import TPA
 from .transforms import Transform, parse_transforms, transformed_class
+from .warping import DeCowA
 
 #: Every attack by its registry name.
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, PGD, BIM, MI, NI, DI, TI, VT, SSA, PGN, GNP, RAP, BSR, TPA)
+    cls.name: cls for cls in (FGSM, PGD, BIM, MI, NI, DI, TI, VT, SSA, PGN, GNP, RAP, BSR, MEF, SIA, DeCowA,
+                              L2T, TPA)
 }
 
 #: Keys of an attack's config section (``attack``, ``attacks[i]``) that are not keyword options of

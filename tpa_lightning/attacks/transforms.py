@@ -272,9 +272,9 @@ class TransformedAttack(Attack):
     def passes_per_image(self) -> float:
         return super().passes_per_image() * self.passes_factor()
 
-    def input_grad(self, inputs: Tensor, labels: Tensor) -> Tensor:
+    def input_grad(self, inputs: Tensor, labels: Tensor, values: Tensor | None = None) -> Tensor:
         if not self.input_transforms or self._copy_fns is not None:
-            return super().input_grad(inputs, labels)
+            return super().input_grad(inputs, labels, values)
         m = inputs.shape[0]
         b = labels.shape[0] if labels.shape[0] and m % labels.shape[0] == 0 else m
         u = inputs.detach().float()
@@ -286,10 +286,14 @@ class TransformedAttack(Attack):
             fns.append(copies)
         k = len(fns[0])
         self._copy_fns, self._copy_rows, self._block_rows = fns, m, b
+        terms = None if values is None else torch.empty(k * m, device=u.device)
         try:
-            g = super().input_grad(u.unsqueeze(0).expand(k, *u.shape).reshape(k * m, *u.shape[1:]), labels)
+            g = super().input_grad(u.unsqueeze(0).expand(k, *u.shape).reshape(k * m, *u.shape[1:]), labels,
+                                   terms)
         finally:
             self._copy_fns = None
+        if values is not None and terms is not None:
+            values.copy_(terms.view(k, m).mean(0))        # a row's value: the mean over its copies
         return g.view(k, m, *g.shape[1:]).mean(0)
 
     def transform(self, u: Tensor, rows: slice) -> Tensor:

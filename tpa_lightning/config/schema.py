@@ -91,6 +91,7 @@ class TrainingConfig:
     label_smoothing: float = 0.0         # of the training cross-entropy (not trades/mart); 0.1 is usual
     lr_warmup_epochs: float = 0.0        # schedule=cosine: linear warm-up epochs before the decay
     ema_decay: float | None = None     # EMA of the weights (Lightning's EMAWeightAveraging), e.g. 0.999 per step
+    collapse_drop: float | None = None  # stop when val/adv_acc falls this far below its best (RobustCollapseStop)
 
 
 @dataclass

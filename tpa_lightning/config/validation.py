@@ -11,6 +11,7 @@ from torch import nn
 from defenses import DEFENSES, build_defense
 
 from ..attacks import ATTACKS, build_attack, config_options
+from ..callbacks.collapse_stop import RobustCollapseStop
 from ..checks import OptionError
 from ..data.datamodule import DATASETS
 from ..training.module import OPTIMIZERS, SCHEDULES
@@ -122,6 +123,11 @@ def validate(cfg: DictConfig) -> None:
                 raise ConfigError(f"training.{key}: must be >= 0, got {t[key]}")
         if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
             raise ConfigError(f"training.ema_decay: must be in (0, 1) or null, got {t.ema_decay}")
+        if t.collapse_drop is not None:
+            try:
+                RobustCollapseStop(max_drop=t.collapse_drop)
+            except ValueError as err:
+                raise ConfigError(f"training.collapse_drop: {err}") from None
     if "eps" in cfg:
         for e in cfg.eps:
             if e < 0:

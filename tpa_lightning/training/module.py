@@ -177,6 +177,23 @@ class AdversarialTrainingModule(L.LightningModule):
                 self._attacks[eps] = first.replace(eps=eps, step_size=self._step_size(eps))
         return self._attacks[eps]
 
+    def passes_per_image(self) -> float:
+        """Forward+backward passes of the model per training image in one adversarial training step
+        at full budget: the attack's (TRADES: its KL ascent steps) plus the update's (1 for the
+        cross-entropy objectives, 2 for trades and mart, which also back-propagate the clean batch),
+        with ``adv_ratio`` weighting the attack. Forward passes without a backward (TRADES' clean
+        reference, metrics) are not counted. The unit of matched compute between objectives.
+        ``clean`` and ``gaussian_noise``: 1."""
+        obj = self.hp.objective
+        if obj in ("clean", "gaussian_noise"):
+            return 1.0
+        if obj == "trades":
+            attack = float(int(self.attack_cfg.get("steps") or 10))
+        else:
+            attack = self.training_attack().passes_per_image()
+        update = 2.0 if obj in ("trades", "mart") else 1.0
+        return self.hp.adv_ratio * attack + update
+
     def _step_size(self, eps: float) -> float:
         """Step of the training attack at budget ``eps``: ``attack.step_size`` scaled by
         ``eps / attack.eps`` (so the eps ramp keeps the step-to-budget ratio), 1.25 eps for fast_at,

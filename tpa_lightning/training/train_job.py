@@ -8,6 +8,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from ..callbacks.collapse_stop import RobustCollapseStop
 from ..config import ConfigError, to_container
 from ..data import RobustDataModule
 from ..job_setup import build_trainer, datamodule_from, loggers_for, resolve_out_and_resume
@@ -38,9 +39,15 @@ def module_from(cfg: DictConfig, dm: RobustDataModule) -> AdversarialTrainingMod
 def recipe_callbacks(cfg: DictConfig) -> list[Callback]:
     """Callbacks the training recipe asks for: ``training.ema_decay`` -> Lightning's
     ``EMAWeightAveraging`` (validation and every checkpoint's ``state_dict`` hold the averaged weights;
-    the raw ones are kept for resuming)."""
-    decay = cfg.training.ema_decay
-    return [] if decay is None else [EMAWeightAveraging(decay=float(decay))]
+    the raw ones are kept for resuming); ``training.collapse_drop`` -> :class:`RobustCollapseStop`
+    (the safeguard of fast adversarial training against catastrophic overfitting)."""
+    t = cfg.training
+    callbacks: list[Callback] = []
+    if t.ema_decay is not None:
+        callbacks.append(EMAWeightAveraging(decay=float(t.ema_decay)))
+    if t.collapse_drop is not None:
+        callbacks.append(RobustCollapseStop(max_drop=float(t.collapse_drop)))
+    return callbacks
 
 
 def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
@@ -73,6 +80,7 @@ def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]
         "experiment": cfg.experiment, "out": str(out), "epochs": int(trainer.current_epoch),
         "clean_acc": metrics.get("val/clean_acc"), "robust_acc": metrics.get("val/adv_acc"),
         "robust_attack": to_container(cfg)["training"]["val_attack"], "metrics": metrics,
+        "passes_per_image": module.passes_per_image(),
         "last_checkpoint": str(ckpt_dir / "last.ckpt"), "best_checkpoint": best.best_model_path,
         "data": {"name": cfg.data.name, "source": dm.source, "train": _size(dm.train_set),
                  "val": _size(dm.val_set)},
@@ -82,8 +90,11 @@ def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]
         ra = summary["robust_acc"]
         ca = summary["clean_acc"]
         va = cfg.training.val_attack
-        print(f"done: clean accuracy {ca:.4f}, robust accuracy {ra:.4f} "
-              f"({va.name}, eps={va.eps}, {va.steps} steps) on {summary['data']['val']} validation images; "
+        va_batches = cfg.training.val_attack_batches
+        n_val = summary["data"]["val"]
+        n_attacked = n_val if va_batches is None else min(n_val, va_batches * dm.eval_batch_size)
+        print(f"done: clean accuracy {ca:.4f} on {n_val} validation images, robust accuracy {ra:.4f} "
+              f"({va.name}, eps={va.eps}, {va.steps} steps) on {n_attacked} of them; "
               f"checkpoint {summary['last_checkpoint']}" if ca is not None and ra is not None
               else f"done: checkpoints in {ckpt_dir}")
     if not (ckpt_dir / "last.ckpt").is_file() and not cfg.trainer.fast_dev_run:
