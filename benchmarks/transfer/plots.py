@@ -1,4 +1,5 @@
-"""PNG figures: success heat maps of the tables, the ablation curves, flatness against transfer."""
+"""PNG figures: success heat maps of the tables, the ablation curves, flatness against transfer, success
+against cost."""
 from __future__ import annotations
 
 import math
@@ -10,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from .cost import cost_points
 from .results import RunState
 from .settings import ATTACK_TITLES
 from .tables import TableSpec, attack_order, column_title, rows_of
@@ -128,5 +130,36 @@ def flatness_plot(entries: list[dict[str, Any]], title: str, path: Path, fools_a
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def cost_plot(state: RunState, specs: list[TableSpec], path: Path) -> bool:
+    """One panel per spec: success against passes per image (log scale), the front as a line."""
+    panels = [(s, cost_points(state, s)) for s in specs]
+    panels = [(s, pts) for s, pts in panels if pts]
+    if not panels:
+        return False
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    for ax, (spec, pts) in zip(axes.flat, panels, strict=False):
+        ax.scatter([p.passes for p in pts], [100 * p.success for p in pts],
+                   c=["tab:red" if p.label.startswith("tpa") else "tab:blue" for p in pts], s=18)
+        front = [p for p in pts if p.front]
+        ax.plot([p.passes for p in front], [100 * p.success for p in front], color="0.5", lw=0.8, ls="--")
+        for p in pts:
+            ax.annotate(p.label, (p.passes, 100 * p.success), fontsize=6.5, xytext=(3, 2),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("forward+backward passes per image")
+        ax.set_ylabel("mean black-box success %")
+        ax.set_title(f"{spec.table} `{spec.surrogate}` eps {spec.eps * 255:.0f}/255", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
     plt.close(fig)
     return True
