@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import paper, seeds
+from . import history, paper, seeds
 from .flatness import fooling_correlation, rank_correlation
 from .results import RunState
 from .settings import ATTACK_TITLES
@@ -60,6 +60,27 @@ def _flatness_lines(flat_rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def history_lines(state: RunState, specs: list[tuple[TableSpec, dict[str, Any]]]) -> list[str]:
+    """The old-against-new table (:mod:`.history`) of the full run; nothing for ``--quick`` or without
+    the frozen undertrained results."""
+    if state.settings.quick or not history.UNDERTRAINED_CSV.is_file():
+        return []
+    old = history.csv_standings(history.read_csv(history.UNDERTRAINED_CSV))
+    new = {}
+    for sp, st in specs:
+        m, paired = st["means"], st["paired"]
+        new[(sp.table, sp.surrogate, round(sp.eps * 255, 4))] = {
+            "means": m, "order": st["order"], "rank": st["rank"], "lead": st["order"][0],
+            "best_baseline": st["best_baseline"], "gap": m["tpa"] - m[st["best_baseline"]] if paired is None
+            else paired["diff"], "p": None if paired is None else paired["p"]}
+    table = history.comparison_markdown(old, new)
+    if table is None:
+        return []
+    return [("\nAgainst the run on the undertrained zoo (2-4 epochs, 51-68 % clean; frozen in "
+             "[undertrained/](undertrained/README.md)): the same tables, old and new. The verdict now is from the "
+             "paired test at 5 % (tie: not significant); then, from the sign of the gap.\n"), table]
+
+
 def section(state: RunState, flat_rows: list[dict[str, Any]]) -> str:
     """Markdown "In brief" section; empty when no table has a TPA row yet."""
     surs = list(state.settings.surrogates)
@@ -82,6 +103,7 @@ def section(state: RunState, flat_rows: list[dict[str, Any]]) -> str:
     titles = {sp.table: TABLE_TITLES[sp.table] for sp, _ in specs}
     md += [_table_row(sp, st) for sp, st in specs]
     md.append("\nTables: " + "; ".join(f"{t[-1]} = {title}" for t, title in sorted(titles.items())) + ".")
+    md += history_lines(state, specs)
     t = paper.tally(paper.comparisons(state))
     if t["done"]:
         md.append(f"\nAgainst the paper (which reports TPA ahead of every baseline it ran): of {t['done']} "
