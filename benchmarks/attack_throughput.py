@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--shape", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
     p.add_argument("--steps", type=int, default=1, help="attack iterations per timed call")
-    p.add_argument("--copies", type=int, default=10, help="TPA N (and VT/PGN/SSA/BSR copies)")
+    p.add_argument("--copies", type=int, default=10, help="TPA N (and VT/PGN/SSA/BSR/MEF/SIA/DeCowA copies)")
     p.add_argument("--attacks", default="tpa,pgd", help="comma-separated registry names")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-batch", type=max_batch_arg, default=AUTO,
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
             continue                     # the same configuration as the default rows below
         for prec in precisions:
             opts: dict[str, object] = {"steps": args.steps, "seed": 0, "max_batch": args.max_batch, "precision": prec}
-            if name in ("tpa", "vt", "pgn", "ssa", "bsr"):
+            if name in ("tpa", "vt", "pgn", "ssa", "bsr", "mef", "sia", "decowa"):
                 opts["copies"] = args.copies
             if name == "rap":
                 opts["late_start"] = 0

@@ -12,19 +12,24 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
+from tpa_lightning.attacks import L2T
+
 #: Row labels of the tables, in order; ``tpa`` is official mode, ``tpa_paper`` the paper's formula.
 ATTACK_LABELS: tuple[str, ...] = ("fgsm", "pgd", "mi", "ni", "di", "ti", "vt", "ssa", "pgn", "gnp", "rap",
-                                  "bsr", "tpa", "tpa_paper")
+                                  "bsr", "mef", "sia", "decowa", "l2t", "tpa", "tpa_paper")
 
 #: The order units are CRAFTED in (tables keep ATTACK_LABELS' order): cheap baselines, then TPA, so that
 #: a partial full run has the headline comparison as early as possible.
 CRAFT_PRIORITY: tuple[str, ...] = ("fgsm", "pgd", "mi", "tpa", "di", "ti", "ni", "gnp", "rap", "tpa_paper", "bsr",
-                                   "vt", "ssa", "pgn")
+                                   "vt", "ssa", "pgn", "mef", "sia", "decowa", "l2t")
 
 #: What a row label means, for the report.
 ATTACK_TITLES: dict[str, str] = {
     "fgsm": "FGSM", "pgd": "PGD", "mi": "MI-FGSM", "ni": "NI-FGSM", "di": "DI (MI)", "ti": "TI (MI)",
     "vt": "VT (VMI)", "ssa": "SSA", "pgn": "PGN", "gnp": "GNP", "rap": "RAP-LS", "bsr": "BSR",
+    "mef": "MEF", "sia": "SIA", "decowa": "DeCowA", "l2t": "L2T",
     "tpa": "TPA (official)", "tpa_paper": "TPA (paper)",
 }
 
@@ -105,6 +110,13 @@ def ablation_default(ab: Ablation, steps: int) -> float | None:
     return None if d is None else float(d)
 
 
+@functools.cache
+def l2t_expected_passes(steps: int) -> float:
+    """L2T's passes per image at ``steps`` iterations, in expectation at its initial (uniform) distribution
+    over operations: what its class reports (its actual count varies with the operations drawn)."""
+    return L2T(nn.Identity(), steps=steps).passes_per_image()   # a stand-in model: nothing is run
+
+
 def notes() -> tuple[str, ...]:
     """Departures from the attacks' published defaults, and why (written into the report)."""
     def o(k: str) -> str:
@@ -121,6 +133,14 @@ def notes() -> tuple[str, ...]:
         "eps_n = eps, step eps/10."),
         ("FGSM: one step of eps. PGD: random start U(-eps, eps). DI, TI, VT, PGN, GNP, BSR, SSA: MI momentum "
         "mu = 1 as in their papers; TI kernel 7 for 32x32 inputs; SSA sigma = eps; VT/PGN radii scale with eps."),
+        ("MEF, SIA, DeCowA, L2T: their authors' settings (the classes' docstrings), none tied to the image size "
+        "but L2T's translations by 0.1-0.9 pixel, so the same at 32x32 as at 224x224. MEF: 20 samples, radius 2 eps, inner shift 0.15 eps, inner "
+        "momentum 0.9, MI momentum 0.5 (published with 20 iterations of eps/10). SIA: 20 copies on a 3x3 block "
+        "grid, its 10 block transformations, MI momentum 1. DeCowA: 20 thin-plate-spline warps on a 3x3 mesh, "
+        "offsets U(-1, 1) stepped by rho = 0.01, each image its own offsets, MI momentum 1. L2T: 3 paths of 2 "
+        "operations from its 98-operation pool, learning rate 0.01, each image its own distribution, MI "
+        "momentum 1; its passes per image vary with the operations drawn: the tables give their expectation "
+        f"at the start ({l2t_expected_passes(10):.0f} at T = 10)."),
         (f"TPA official and paper modes keep their pixel-unit defaults at both budgets (N = {o('copies')}, "
          f"b = {o('noise_radius')}, official k = {o('lookahead')}, mix {o('mix')}, momentum {o('momentum')}; "
          f"paper k = {p('lookahead')}, lambda = {p('lam')})."),
@@ -231,9 +251,9 @@ FULL = Settings(
     surrogate_plans={"resnet18_aa": AA_PLAN},
     reductions=(
         ("surrogate `resnet18_aa` (the shipped full-width ResNet-18, 16x the FLOPs of `resnet18`): Tables 1, 2 "
-         "and 5 at eps 16/255 only, with FGSM, PGD, MI, NI, DI, TI and TPA (official); no VT, SSA, PGN, BSR or TPA "
-         "(paper) on it (each about 43 minutes per 1000 images on 2 idle cores), no GNP or RAP, no eps 8/255 and "
-         "no Table 3. "
+         "and 5 at eps 16/255 only, with FGSM, PGD, MI, NI, DI, TI and TPA (official); no VT, SSA, PGN, BSR, MEF, "
+         "SIA, DeCowA, L2T or TPA (paper) on it (each about 43 minutes or more per 1000 images on 2 idle cores), "
+         "no GNP or RAP, no eps 8/255 and no Table 3. "
          "Every table, the ablation and the flatness study run in full on the surrogate `resnet18` trained here."),
     ),
 )
@@ -250,7 +270,8 @@ QUICK = Settings(
         "40 test images (4 per class) instead of >= 1,000: intervals are about +-15 points wide",
         "eps 16/255 only (the full run also has 8/255)",
         "only the small surrogate `resnet18` (the full run also crafts on the shipped full-width `resnet18_aa`)",
-        "Tables 1, 2, 5: 8 of the 14 attacks (no NI, TI, SSA, PGN, GNP, RAP); Table 3 (targeted): MI and TPA only",
+        ("Tables 1, 2, 5: 8 of the 18 attacks (no NI, TI, SSA, PGN, GNP, RAP, MEF, SIA, DeCowA, L2T); Table 3 "
+         "(targeted): MI and TPA only"),
         "ablation: 2 values each of N, mix and T (TPA) and T (MI); no b, k, lambda sweeps",
         "flatness: 4 noise draws per image instead of 8",
         "one-run crafting cost: 16 images instead of 64",

@@ -25,9 +25,13 @@ SMALL: dict[str, dict[str, Any]] = {
     "gnp": {"steps": 5},
     "rap": {"steps": 5, "late_start": 2, "inner_steps": 2, "step_size": None},
     "bsr": {"steps": 5, "copies": 3},
+    "mef": {"steps": 5, "copies": 3},
+    "sia": {"steps": 5, "copies": 3},
+    "decowa": {"steps": 5, "copies": 3},
+    "l2t": {"steps": 5},
     "tpa": {"steps": 5, "copies": 2},
 }
-RANDOM = ["pgd", "di", "vt", "ssa", "pgn", "rap", "bsr", "tpa"]
+RANDOM = ["pgd", "di", "vt", "ssa", "pgn", "rap", "bsr", "mef", "sia", "decowa", "l2t", "tpa"]
 L2 = ["fgsm", "pgd", "bim", "mi"]
 EPS = 32 / 255
 
@@ -39,7 +43,8 @@ def make(name: str, model: torch.nn.Module, **extra: Any) -> Attack:
 
 
 def test_registry_names() -> None:
-    assert set(ATTACKS) == {"fgsm", "pgd", "bim", "mi", "ni", "di", "ti", "vt", "ssa", "pgn", "gnp", "rap", "bsr", "tpa"}
+    assert set(ATTACKS) == {"fgsm", "pgd", "bim", "mi", "ni", "di", "ti", "vt", "ssa", "pgn", "gnp", "rap", "bsr",
+                            "mef", "sia", "decowa", "l2t", "tpa"}
     assert set(SMALL) == set(ATTACKS)
     with pytest.raises(ValueError, match="unknown attack"):
         build_attack("nope", tiny_model())
@@ -122,7 +127,7 @@ def test_batch_equals_each_image_alone(name: str) -> None:
     torch.testing.assert_close(batch, alone, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["tpa", "vt", "pgn", "ssa", "bsr", "di"])
+@pytest.mark.parametrize("name", ["tpa", "vt", "pgn", "ssa", "bsr", "di", "mef", "sia", "decowa", "l2t"])
 def test_max_batch_chunking_does_not_change_result(name: str) -> None:
     model = tiny_model()
     x = tiny_batch(3)
@@ -144,6 +149,11 @@ def test_passes_per_image() -> None:
     assert attack_passes_per_image(build_attack("bsr", m)) == 10 * 20
     assert attack_passes_per_image(build_attack("gnp", m)) == 10 * 2
     assert attack_passes_per_image(build_attack("rap", m)) == 100 + 300 * 9
+    assert attack_passes_per_image(build_attack("mef", m)) == 10 * 20
+    assert attack_passes_per_image(build_attack("sia", m)) == 10 * 20
+    assert attack_passes_per_image(build_attack("decowa", m)) == 10 * 40
+    # L2T's count is random: this is its expectation at the start (tests/attacks/test_l2t.py)
+    assert attack_passes_per_image(build_attack("l2t", m)) == pytest.approx(10 * 3 * (571 / 98) ** 2)
     assert attack_passes_per_image(build_attack("pgd", m, steps=7, eot_samples=3)) == 21
 
 

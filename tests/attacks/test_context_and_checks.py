@@ -108,7 +108,7 @@ def test_bad_options(name: str) -> None:
         build_attack(name, m, max_batch=0)
 
 
-@pytest.mark.parametrize("name", ["tpa", "vt", "ssa", "pgn", "bsr", "di"])
+@pytest.mark.parametrize("name", ["tpa", "vt", "ssa", "pgn", "bsr", "di", "mef", "sia", "decowa"])
 def test_copies_below_one(name: str) -> None:
     with pytest.raises(ValueError, match="copies must be an integer >= 1"):
         build_attack(name, tiny_model(), copies=0)

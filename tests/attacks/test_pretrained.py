@@ -40,8 +40,10 @@ def test_every_attack_on_resnet(name: str, cifar_samples: tuple[Tensor, Tensor],
                                 autoattack_resnet18: nn.Module) -> None:
     x, y = cifar_samples
     opts: dict[str, object] = {"eps": 8 / 255, "steps": 3, "seed": 0}
-    if name in ("vt", "ssa", "pgn", "bsr", "tpa"):
+    if name in ("vt", "ssa", "pgn", "bsr", "mef", "sia", "decowa", "tpa"):
         opts["copies"] = 2
+    if name == "l2t":
+        opts.update(paths=1, ops_per_path=1)      # about 6 copies per iteration instead of about 100
     if name == "rap":
         opts.update(late_start=1, inner_steps=2, step_size=None)
     x_adv = build_attack(name, autoattack_resnet18, **opts)(x, y)

@@ -10,14 +10,17 @@ from tpa_lightning.attacks.base import stream_seed
 
 from .helpers import tiny_batch, tiny_model
 
-#: attacks that draw per-image randomness through ``rand_like_sample`` (random start, copies, noise)
-RANDOM = ("pgd", "vt", "pgn", "ssa", "rap", "tpa")
+#: attacks that draw per-image randomness through ``rand_like_sample`` (random start, copies, noise,
+#: SIA's noise blocks, DeCowA's offsets, L2T's operations)
+RANDOM = ("pgd", "vt", "pgn", "ssa", "rap", "mef", "sia", "decowa", "l2t", "tpa")
 
 
 def _attack(name: str, **kw):
     opts = {"eps": 8 / 255, "steps": 2, **kw}
-    if name in ("vt", "pgn", "ssa", "tpa"):
+    if name in ("vt", "pgn", "ssa", "mef", "sia", "decowa", "tpa"):
         opts["copies"] = 2
+    if name == "sia":
+        opts["ops"] = ("noise",)        # its only transformation drawn per image
     if name == "tpa":
         opts["init"] = "uniform"
     if name == "rap":

@@ -39,9 +39,9 @@ DEV = torch.device("cuda")
 ACCELERATOR = "gpu"
 EPS = 8 / 255
 #: attacks that take a number of copies (kept at 2 here)
-WITH_COPIES = ("di", "vt", "ssa", "pgn", "bsr", "tpa")
+WITH_COPIES = ("di", "vt", "ssa", "pgn", "bsr", "mef", "sia", "decowa", "tpa")
 #: attacks that draw from the attack's generator
-RANDOM = ("pgd", "di", "vt", "ssa", "pgn", "rap", "bsr", "tpa")
+RANDOM = ("pgd", "di", "vt", "ssa", "pgn", "rap", "bsr", "mef", "sia", "decowa", "l2t", "tpa")
 
 
 def small_options(name: str) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from ..checks import OptionError, check_choice, check_images, check_int, check_labels, check_positive
 from ..chunking import AUTO, ChunkSize, check_max_batch
 from .context import model_eval_no_param_grad
-from .objectives import LOSSES, attack_objective, per_sample_objective
+from .objectives import LOSSES, per_sample_objective
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -313,12 +313,8 @@ class Attack:
                 else:
                     u = self.transform(chunk, slice(first, first + stop - start))
                 logits = self.net(u)
-            if terms is None:
-                obj = attack_objective(logits, labels[start:stop], self.targeted, self.loss)
-            else:
-                per = per_sample_objective(logits, labels[start:stop], self.targeted, self.loss)
-                obj = per.sum()
-            (g,) = torch.autograd.grad(obj, chunk)
+            per = per_sample_objective(logits, labels[start:stop], self.targeted, self.loss)
+            (g,) = torch.autograd.grad(per.sum(), chunk)
             grads[start:stop] = g.float()   # written only once the chunk has succeeded
             if terms is not None:
                 terms[start:stop] = per.detach()

@@ -33,8 +33,8 @@ class L2T(MomentumMixin):
     1 .. 5 partners at strengths 0.2 and 0.4 (3 scales); dropout (IDE) with 10 sets of rates, one
     copy per rate; masking of one block of a 2 .. 11-block grid (5 copies); SSA's spectrum
     simulation at rho 0.1 .. 0.9 (10 copies); centre crops from ratios 0.1 .. 0.9 (5 copies); and
-    translations by 0.5 .. 0.9 pixels (5 copies). A path's copies multiply (e.g. block shuffle then
-    spectrum: 100 copies). Where this differs from that code:
+    translations with offsets 0.5 .. 0.9 (5 copies, by ``offset (i + 1) / 5`` pixels). A path's
+    copies multiply (e.g. block shuffle then spectrum: 100 copies). Where this differs from that code:
 
     - Admix mixes each copy with a random permutation of the SAME image's copies (detached): the
       code permutes the whole batch, i.e. mixes in other images, which no batch-independent attack
@@ -54,9 +54,10 @@ class L2T(MomentumMixin):
 
     Cost: the number of copies depends on the operations drawn, so it is random: 3 x 5.83^2 = 101.8
     passes per iteration in expectation under the initial uniform distribution (5.83 copies per
-    operation on average), and it moves as ``theta`` learns. :meth:`passes_per_image` is that
-    expectation before the first call and the exact count of the LAST call after it. Each path is
-    one batched gradient call (chunked by ``max_batch``); its transformed copies are made at once.
+    operation on average; 1018 per image at 10 iterations), and it moves as ``theta`` learns.
+    :meth:`passes_per_image` is that expectation (a fixed number, as cost tables and caches need);
+    :meth:`realized_passes_per_image` is the exact count of the last call. Each path is one batched
+    gradient call (chunked by ``max_batch``); its transformed copies are made at once.
 
     Randomness: the operations and their random parameters are drawn per image (from its stream with
     ``keys``), or once and shared by the batch (seed without ``keys``); see :mod:`~.base`.
@@ -78,15 +79,18 @@ class L2T(MomentumMixin):
         self._rows = 0                  # rows sent to the model in the last call, and its images
         self._images = 0
 
-    def expected_passes_per_step(self) -> float:
+    def passes_per_step(self) -> float:
         """Passes per image per iteration in expectation under the uniform distribution (theta = 0)."""
         mean = sum(op.copies for op in self.pool) / len(self.pool)
         return float(self.paths * mean ** self.ops_per_path)
 
-    def passes_per_step(self) -> float:
-        if self._images:
-            return self._rows / (self._images * self.steps)
-        return self.expected_passes_per_step()
+    def realized_passes_per_image(self) -> float | None:
+        """Forward+backward passes per image the last call made (EOT included; times the factor of
+        any composed transforms, as :meth:`passes_per_image` has it), None before the first call."""
+        if not self._images:
+            return None
+        factor = getattr(self, "passes_factor", lambda: 1)()
+        return float(self._rows / self._images * self.eot_samples * factor)
 
     def reset(self, x: Tensor) -> None:
         super().reset(x)

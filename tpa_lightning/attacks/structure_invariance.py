@@ -60,7 +60,7 @@ class SIA(PerCopyTransform):
     - ``dropout``: each channel of the block zeroed with probability 0.1 (per image), the others
       scaled by 1 / 0.9 (``dropout2d``).
 
-    Defaults: ``ops`` all ten (the paper's and its authors' code's; ``ops=TRANSFERATTACK_SIA_OPS``
+    Defaults: ``ops`` all ten (the authors' code's, xiaosen-wang/SIT; ``ops=TRANSFERATTACK_SIA_OPS``
     gives TransferAttack's seven), ``copies=20`` (both codes; both docstrings say 10),
     ``blocks=3``, ``noise_radius=16/255`` (a fixed pixel value in both codes, not tied to eps),
     ``momentum=1.0`` (TransferAttack; the authors' script passes its command-line default 0),

@@ -171,8 +171,8 @@ def transform_pool(sigma: float) -> tuple[PoolOp, ...]:
     SI with 1 .. 10 copies; DI at rates 1.1 .. 1.55; block shuffle with 3 .. 12 blocks (10 copies);
     Admix with 1 .. 5 partners at strengths 0.2 and 0.4 (3 scales); dropout with 10 sets of rates;
     masking on 2 .. 11-block grids (5 copies); SSA's spectrum at rho 0.1 .. 0.9 (10 copies, noise
-    ``sigma``); centre crops from ratios 0.1 .. 0.9 (5 copies); translations by 0.5 .. 0.9 pixels
-    (5 copies)."""
+    ``sigma``); centre crops from ratios 0.1 .. 0.9 (5 copies); translations with offsets 0.5 .. 0.9
+    (5 copies, by ``offset (i + 1) / 5`` pixels)."""
     rates = ((0.1,), (0.1, 0.2), (0.1, 0.2, 0.3), (0.1, 0.2, 0.3, 0.4), (0.1, 0.2, 0.3, 0.4, 0.5),
              (0.2, 0.3, 0.4, 0.5), (0.1, 0.3, 0.4, 0.5), (0.1, 0.2, 0.4, 0.5), (0.1, 0.2, 0.3, 0.5),
              (0.1, 0.2, 0.3, 0.4))

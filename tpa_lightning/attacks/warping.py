@@ -75,8 +75,9 @@ class DeCowA(MomentumMixin):
                        g_n = d A(warp(x', o_n)) / d x'
         direction = mean_n g_n;  MI update
 
-    Offsets are in normalised units (the image spans [-1, 1]), so every default carries over from
-    224x224 to 32x32 unchanged.
+    Offsets are in normalised units (the image spans [-1, 1]), so the mesh and ``noise_scale`` carry
+    over from 224x224 to 32x32 unchanged; ``rho`` multiplies a raw gradient (a sum over the pixels),
+    whose size depends on the model and the resolution: kept at its published value.
 
     Defaults, TransferAttack's ``decowa.py`` (its ``num_warping`` is ``copies``): ``copies`` N = 20,
     ``mesh_rows = mesh_cols = 3`` (one interior point, the centre), ``noise_scale=2`` (offsets
