@@ -1,6 +1,6 @@
 """Make adversarial examples on a surrogate, cached chunk by chunk so that a killed run resumes.
 
-A :class:`Unit` is one (surrogate, attack, eps, targeted, steps, option overrides) adversarial set.
+A :class:`Unit` is one (surrogate, attack, eps, targeted, steps, option overrides, precision) adversarial set.
 Its images are crafted ``chunk`` at a time; each finished chunk is written to the cache (``adv/``)
 with its wall time. The attacks are batch-independent with a seed (an image's random draws depend
 only on the seed and the iteration), so the result does not depend on the chunking.
@@ -35,11 +35,15 @@ class Unit:
     overrides: tuple[tuple[str, Any], ...] = ()
     #: the attacks' random seed when it is not the run's (the seed study); None: the run's seed
     seed: int | None = None
+    #: the attack's precision (``"32"``, or ``"bf16"``: bf16 autocast); only a non-fp32 precision enters the
+    #: options, the cache key and the name (``-bf16``), so fp32 units keep the keys they always had
+    precision: str = "32"
 
     @property
     def name(self) -> str:
         extra = "".join(f"-{k}{v:g}" if isinstance(v, (int, float)) else f"-{k}{v}" for k, v in self.overrides)
         extra += "" if self.seed is None else f"-seed{self.seed}"
+        extra += "" if self.precision == "32" else f"-{self.precision}"
         return (f"{self.surrogate}-{self.label}-eps{self.eps * 255:.4g}-{'tgt' if self.targeted else 'untgt'}"
                 f"-T{self.steps}{extra}")
 
@@ -48,7 +52,11 @@ class Unit:
         return run_seed if self.seed is None else self.seed
 
     def config(self) -> tuple[str, dict[str, Any]]:
-        return attack_config(self.label, self.eps, self.steps, **dict(self.overrides))
+        """``(registry name, options)`` of the attack, with ``precision`` unless fp32."""
+        name, opts = attack_config(self.label, self.eps, self.steps, **dict(self.overrides))
+        if self.precision != "32":
+            opts["precision"] = self.precision
+        return name, opts
 
 
 @dataclass

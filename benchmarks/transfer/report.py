@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ablation, cost, plots, seeds, summary, tables
+from . import ablation, cost, plots, precision, seeds, summary, tables
 from . import paper as paper_mod
 from . import timing as timing_mod
 from .flatness import FOOLS_SURROGATE, fooling_correlation, rank_correlation
@@ -519,6 +519,7 @@ def write(state: RunState, out: Path, meta: dict[str, Any]) -> Path:
                 tables_section(state, out, figures, ranks),
                 paper_mod.section(state),
                 timing_section(state),
+                precision.section(state),
                 cost_section(state, out, figures),
                 ablation_section(state, out, figures, ab_rows),
                 seeds.section(state),

@@ -156,19 +156,29 @@ def craft_order(labels: tuple[str, ...]) -> list[str]:
 def main_units(s: Settings, surrogate: str) -> list[tuple[str, Unit]]:
     out: list[tuple[str, Unit]] = []
     for eps in sorted(s.eps_for(surrogate), reverse=True):
-        out += [("main", Unit(surrogate, a, eps, False, s.steps)) for a in craft_order(s.attacks_for(surrogate))]
+        out += [("main", Unit(surrogate, a, eps, False, s.steps, precision=s.craft_precision))
+                for a in craft_order(s.attacks_for(surrogate))]
     return out
 
 
 def targeted_units(s: Settings, surrogate: str) -> list[tuple[str, Unit]]:
-    return [("targeted", Unit(surrogate, a, eps, True, s.steps))
+    return [("targeted", Unit(surrogate, a, eps, True, s.steps, precision=s.craft_precision))
             for eps in sorted(s.targeted_eps_for(surrogate), reverse=True) for a in craft_order(s.targeted_attacks)]
 
 
 def seed_units(s: Settings) -> list[tuple[str, Unit]]:
     """The seed study's units, seed by seed (a run stopped part-way has every attack at the first seeds)."""
-    return [("seeds", Unit(s.ablation_surrogate, a, s.ablation_eps, False, s.steps, seed=k))
+    return [("seeds", Unit(s.ablation_surrogate, a, s.ablation_eps, False, s.steps, seed=k, precision=s.craft_precision))
             for k in s.seed_values for a in s.seed_attacks]
+
+
+def precision_units(s: Settings) -> list[tuple[str, Unit]]:
+    """The precision check's fp32 twins of the ``precision_check`` attacks (none when the run crafts in
+    fp32), each paired with its main unit at ``ablation_eps`` on ``ablation_surrogate``."""
+    if s.craft_precision == "32":
+        return []
+    return [("precision", Unit(s.ablation_surrogate, a, s.ablation_eps, False, s.steps))
+            for a in craft_order(s.precision_check)]
 
 
 def extremes_first(values: tuple[float, ...]) -> list[float]:
@@ -189,12 +199,13 @@ def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
         units = []
         for v in extremes_first(ab.values):
             if ab.param == "steps":
-                u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, int(v))
+                u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, int(v), precision=s.craft_precision)
             else:
                 default = ablation_default(ab, s.steps)
                 over: tuple[tuple[str, Any], ...] = () if default is not None and float(v) == default \
                     else ((ab.param, int(v) if ab.param == "copies" else float(v)),)
-                u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, s.steps, over)
+                u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, s.steps, over,
+                         precision=s.craft_precision)
             units.append(u)
         sweeps.append(units)
     out: list[tuple[str, Unit]] = []
@@ -208,12 +219,18 @@ def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
 
 
 def work_list(s: Settings, parts: set[str]) -> list[tuple[str, Unit]]:
-    """Units in the order they are made, most informative per CPU-hour first: the untargeted units of
-    the surrogates crafted in full (largest eps first), the ablation, the seed study, the targeted units, and last the
-    untargeted units of the surrogates with a reduced plan (the expensive full-width ResNet-18)."""
+    """Units in the order they are made, most informative per CPU-hour first: the precision check (its
+    main units and their fp32 twins: it decides whether the rest may be crafted in bf16), the untargeted
+    units of the surrogates crafted in full (largest eps first), the ablation, the seed study, the targeted
+    units, and last the untargeted units of the surrogates with a reduced plan (the expensive full-width
+    ResNet-18). A unit listed by two parts comes once, where it is first listed."""
     main = bool(parts & {"table1", "table2", "table5", "flatness"})
     full = [sur for sur in s.surrogates if sur not in s.surrogate_plans]
     work: list[tuple[str, Unit]] = []
+    if "precision" in parts:
+        twins = {u.label for _, u in precision_units(s)}
+        work += [w for w in main_units(s, s.ablation_surrogate)
+                 if w[1].label in twins and w[1].eps == s.ablation_eps] + precision_units(s)
     if main:
         work += [w for sur in full for w in main_units(s, sur)]
     if "ablation" in parts:
@@ -224,7 +241,7 @@ def work_list(s: Settings, parts: set[str]) -> list[tuple[str, Unit]]:
         work += [w for sur in s.surrogates for w in targeted_units(s, sur)]
     if main:
         work += [w for sur in s.surrogates if sur in s.surrogate_plans for w in main_units(s, sur)]
-    return work
+    return list(dict.fromkeys(work))          # the precision check lists its main twins first: once
 
 
 def shard_of(work: list[tuple[str, Unit]], shard: tuple[int, int] | None) -> list[tuple[str, Unit]]:
@@ -253,10 +270,10 @@ def select_units(work: list[tuple[str, Unit]], patterns: Sequence[str] | None) -
 
 
 def unit_targets(group: str, state: RunState, parts: set[str]) -> list[Target]:
-    if group in ("targeted", "ablation", "seeds"):
+    if group in ("targeted", "ablation", "seeds", "precision"):
         return [t for t in state.targets if t.kind == "normal"]
     kinds = {PART_KINDS[p] for p in parts if p in PART_KINDS}
-    if "flatness" in parts:
+    if parts & {"flatness", "precision"}:
         kinds.add("normal")
     return [t for t in state.targets if t.kind in kinds]
 

@@ -168,7 +168,8 @@ QUICK_ABLATIONS: tuple[Ablation, ...] = (
 )
 
 #: Parts of the run ``--only`` can select.
-PARTS: tuple[str, ...] = ("table1", "table2", "table3", "table5", "ablation", "flatness", "seeds", "timing")
+PARTS: tuple[str, ...] = ("table1", "table2", "table3", "table5", "ablation", "flatness", "seeds", "timing",
+                          "precision")
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,13 @@ class Settings:
     timing_eps: float = 16 / 255
     #: images per cached crafting chunk (results do not depend on it: attacks are batch-independent)
     chunk: int = 100
+    #: precision every unit is crafted in: "32", or "bf16" (bf16 autocast, about 2x faster on a CPU with
+    #: AVX-512 bf16); it is part of each unit's cache key
+    craft_precision: str = "32"
+    #: with a non-fp32 ``craft_precision``: these attacks are ALSO crafted in fp32 (group "precision"), on
+    #: ``ablation_surrogate`` at ``ablation_eps``, all images, scored on the normal targets, so the report can
+    #: test, paired over the same images, that the precision leaves the results unchanged
+    precision_check: tuple[str, ...] = ()
     #: rows per forward+backward when crafting (memory, and speed: on one CPU thread the width-16 ResNet-18
     #: ran 1.3x faster at 64 rows than at 256; the examples do not depend on it beyond float rounding)
     max_batch: dict[str, int] = field(default_factory=lambda: {"resnet18_aa": 64})
