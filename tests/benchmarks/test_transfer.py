@@ -1,6 +1,7 @@
 """Fast checks of the transferability benchmark's parts (tiny models, the 20 foolbox CIFAR-10 images)."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Callable
@@ -506,7 +507,9 @@ def test_ablation_order_spans_every_sweep_first() -> None:
     assert extremes_first((0.0, 0.5)) == [0.0, 0.5] and extremes_first((3,)) == [3]
     for vals in [ab.values for ab in FULL.ablations]:
         assert sorted(extremes_first(vals)) == sorted(vals)
-    units = [u for _, u in ablation_units(FULL)]
+    fp32 = FULL.replace(craft_precision="32")
+    units = [u for _, u in ablation_units(fp32)]
+    assert [dataclasses.replace(u, precision="bf16") for u in units] == [u for _, u in ablation_units(FULL)]
     # the first units: each sweep's smallest value, one per sweep
     first = units[: len(FULL.ablations)]
     assert [u.label for u in first] == [ab.label for ab in FULL.ablations]

@@ -47,8 +47,9 @@ def test_work_list_checks_first_then_crafts_everything_in_bf16() -> None:
                     ("precision", "tpa", "32")]
     assert all(u.surrogate == s.ablation_surrogate and u.eps == s.ablation_eps for _, u in work[:4])
     assert all(u.precision == "bf16" for g, u in work[4:])
-    assert runner.precision_units(FULL) == []                        # an fp32 run has no check
-    assert all(u.precision == "32" for _, u in runner.work_list(FULL, parts))
+    fp32 = FULL.replace(craft_precision="32")
+    assert runner.precision_units(fp32) == []                        # an fp32 run has no check
+    assert all(u.precision == "32" for _, u in runner.work_list(fp32, parts))
 
 
 def test_bf16_unit_is_crafted_under_bf16_autocast(tmp_path: Path, tiny: Callable[[int], nn.Module]) -> None:
