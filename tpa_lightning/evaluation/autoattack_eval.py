@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .section import Batch, Context, Section, predict, within_limit
+from .section import Batch, Context, Section, images_within_limit, predict
 from .stats import proportion
 
 
@@ -30,11 +30,11 @@ class AutoAttackSection(Section):
     def step(self, ctx: Context, b: Batch) -> dict[str, Tensor]:
         from pyautoattack import AutoAttack
 
-        keep = within_limit(b, self.limit)
         out = self.zero_counters()
-        if not bool(keep.any()):
+        kept = images_within_limit(b, self.limit)
+        if kept is None:
             return out
-        x, y = b.x[keep], b.y[keep]
+        x, y = kept
         model = ctx.models["model"]
         kwargs: dict[str, Any] = {"norm": "Linf", "eps": self.eps, "version": self.version, "seed": self.seed,
                                   "device": x.device}

@@ -8,7 +8,7 @@ from torch import Tensor
 
 import defenses
 
-from .section import Batch, Context, Section, within_limit
+from .section import Batch, Context, Section, images_within_limit
 from .stats import proportion
 
 
@@ -28,11 +28,11 @@ class CertifySection(Section):
                 "total": (1,)}
 
     def step(self, ctx: Context, b: Batch) -> dict[str, Tensor]:
-        keep = within_limit(b, self.limit)
         out = self.zero_counters()
-        if not bool(keep.any()):
+        kept = images_within_limit(b, self.limit)
+        if kept is None:
             return out
-        x, y = b.x[keep], b.y[keep]
+        x, y = kept
         smooth: Any = defenses.build_defense("rs", ctx.models["model"], sigma=self.sigma, batch_size=self.batch_size,
                                         seed=ctx.chunk_seed(b.chunk, 50))
         classes, radii = smooth.certify(x, n0=self.n0, n=self.n, alpha=self.alpha)

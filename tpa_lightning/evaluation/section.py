@@ -69,9 +69,11 @@ class Section:
         return {k: torch.zeros(s, dtype=torch.float64) for k, s in self.counters().items()}
 
 
-def within_limit(b: Batch, limit: int | None) -> Tensor:
-    """Mask of the batch's images whose dataset index is below ``limit`` (all when None)."""
-    return b.idx < limit if limit is not None else torch.ones_like(b.y, dtype=torch.bool)
+def images_within_limit(b: Batch, limit: int | None) -> tuple[Tensor, Tensor] | None:
+    """``(x, y)`` of the batch's images whose dataset index is below ``limit`` (all when None); None
+    when there is none (the section then counts nothing for this batch)."""
+    keep = b.idx < limit if limit is not None else torch.ones_like(b.y, dtype=torch.bool)
+    return (b.x[keep], b.y[keep]) if bool(keep.any()) else None
 
 
 def attack_label(cfgs: list[dict[str, Any]]) -> list[str]:
