@@ -179,10 +179,23 @@ def export_zoo(root: Path) -> list[Path]:
     return out
 
 
+def card_folder(root: Path, quick: bool, export: bool) -> Path:
+    """Where the model card of a run over ``root`` goes: ``docs/results/quick`` for the quick zoo,
+    ``docs/results`` for the default root or with ``--export`` (the committed card describes the committed
+    weights), else ``root`` itself, so that training one model elsewhere (a retrain in its own folder)
+    never overwrites the committed card with a card of that folder."""
+    if quick:
+        return RESULTS / "quick"
+    if export or root.resolve() == resolve_root(DEFAULT_ROOT, False).resolve():
+        return RESULTS
+    return root
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.transfer.train_zoo",
                                      description="Train the CIFAR-10 model zoo (what is missing) and write "
-                                                 "its model card to docs/results/zoo.{md,json}.")
+                                                 "its model card to docs/results/zoo.{md,json} (for another "
+                                                 "--root without --export: to that folder).")
     known = ", ".join(m.name for m in ZOO)
     parser.add_argument("names", nargs="*", help=f"zoo models (default: all): {known}")
     parser.add_argument("--quick", action="store_true",
@@ -224,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         for p in export_zoo(root):
             print(f"[zoo] exported {p}")
-    out_dir = RESULTS / "quick" if args.quick else RESULTS
+    out_dir = card_folder(root, args.quick, args.export)
     md, js = write_card(list(ZOO), root, args.quick, out_dir, n_images=args.images,
                         display_root=_display_root(root))
     print(f"[zoo] model card: {md} and {js}")

@@ -148,3 +148,21 @@ def test_heldout_images_are_the_test_images_the_benchmark_never_uses() -> None:
     assert both.numel() == 10_000 and torch.equal(both.sort().values, torch.arange(10_000))  # a partition
     assert torch.equal(held.index, held.index.sort().values)                               # test order
     assert torch.bincount(held.y, minlength=10).tolist() == [900] * 10                     # 1000 minus 100 each
+
+
+def test_the_committed_card_is_written_only_for_the_default_root_or_export(tmp_path: Path, fake: FakeTrain,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    results = train_zoo.RESULTS
+    assert train_zoo.card_folder(resolve_root(), quick=False, export=False) == results
+    assert train_zoo.card_folder(tmp_path, quick=False, export=True) == results
+    assert train_zoo.card_folder(tmp_path, quick=True, export=False) == results / "quick"
+    assert train_zoo.card_folder(tmp_path, quick=False, export=False) == tmp_path
+    written: list[Path] = []
+
+    def fake_card(models: list[Any], root: Path, quick: bool, out_dir: Path, **kw: Any) -> tuple[Path, Path]:
+        written.append(out_dir)
+        return out_dir / "zoo.md", out_dir / "zoo.json"
+
+    monkeypatch.setattr(train_zoo, "write_card", fake_card)
+    assert main(["--root", str(tmp_path), "vgg"]) == 0          # a retrain in a folder of its own
+    assert written == [tmp_path] and fake.calls and (tmp_path / "vgg" / "metrics.json").is_file()
