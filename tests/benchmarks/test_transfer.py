@@ -509,7 +509,8 @@ def test_ablation_order_spans_every_sweep_first() -> None:
         assert sorted(extremes_first(vals)) == sorted(vals)
     fp32 = FULL.replace(craft_precision="32")
     units = [u for _, u in ablation_units(fp32)]
-    assert [dataclasses.replace(u, precision="bf16") for u in units] == [u for _, u in ablation_units(FULL)]
+    bf16 = FULL.replace(craft_precision="bf16")
+    assert [dataclasses.replace(u, precision="bf16") for u in units] == [u for _, u in ablation_units(bf16)]
     # the first units: each sweep's smallest value, one per sweep
     first = units[: len(FULL.ablations)]
     assert [u.label for u in first] == [ab.label for ab in FULL.ablations]
