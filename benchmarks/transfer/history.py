@@ -12,14 +12,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .settings import ATTACK_TITLES
+from .settings import ATTACK_TITLES, TPA_LABELS
 from .zoo import ZOO
 
 #: The frozen results of the run on the undertrained zoo (docs/results/ as committed before the re-run).
 UNDERTRAINED_CSV = Path(__file__).resolve().parents[2] / "docs" / "results" / "undertrained" / "results.csv"
-#: Attacks that are not baselines (TPA's two modes).
-TPA_LABELS = ("tpa", "tpa_paper")
-_SECURED = {m.name for m in ZOO if m.role == "secured"} | {"fast_at", "trades"}
+_SECURED = {m.name for m in ZOO if m.role == "secured"}
 
 
 def target_kind(name: str) -> str:
@@ -89,7 +87,7 @@ def comparison_markdown(old: dict[tuple[str, str, float], dict[str, Any]],
     for k in sorted(keys):
         o, n = old[k], new[k]
         p = n.get("p")
-        then = "TPA ahead" if o["gap"] > 0 else "TPA behind"
+        then = _verdict(o["gap"], None)
         now = _verdict(n["gap"], p)
         cell_old = (f"{ATTACK_TITLES.get(o['lead'], o['lead'])}; {100 * o['means']['tpa']:.1f}, "
                     f"{o['rank']} of {len(o['means'])}; {ATTACK_TITLES.get(o['best_baseline'], o['best_baseline'])} "

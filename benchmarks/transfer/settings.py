@@ -20,6 +20,9 @@ from tpa_lightning.attacks import L2T
 ATTACK_LABELS: tuple[str, ...] = ("fgsm", "pgd", "mi", "ni", "di", "ti", "vt", "ssa", "pgn", "gnp", "rap",
                                   "bsr", "mef", "sia", "decowa", "l2t", "tpa", "tpa_paper")
 
+#: TPA's two modes: the attack under test, never counted as a baseline.
+TPA_LABELS: tuple[str, ...] = ("tpa", "tpa_paper")
+
 #: The order units are CRAFTED in (tables keep ATTACK_LABELS' order): cheap baselines, then TPA, so that
 #: a partial full run has the headline comparison as early as possible.
 CRAFT_PRIORITY: tuple[str, ...] = ("fgsm", "pgd", "mi", "tpa", "di", "ti", "ni", "gnp", "rap", "tpa_paper", "bsr",

@@ -8,11 +8,8 @@ from typing import Any
 from . import history, paper, seeds
 from .flatness import fooling_correlation, rank_correlation
 from .results import RunState
-from .settings import ATTACK_TITLES
+from .settings import ATTACK_TITLES, TPA_LABELS
 from .tables import TABLE_TITLES, TableSpec, mean_rate, paired_against, rows_of, table_specs
-
-#: TPA's modes: the attack under test and its paper-mode variant (neither counts as a baseline)
-TPA_LABELS = ("tpa", "tpa_paper")
 
 
 def standing(state: RunState, spec: TableSpec) -> dict[str, Any] | None:

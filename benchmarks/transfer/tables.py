@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .results import RunState, UnitResult
-from .settings import ATTACK_TITLES
+from .settings import ATTACK_TITLES, TPA_LABELS
 from .stats import paired_difference
 
 TABLE_TITLES = {
@@ -17,7 +17,6 @@ TABLE_TITLES = {
     "table3": "Table 3 analogue: targeted transfer to normally trained models (success = classified as the target)",
     "table5": "Table 5 analogue: untargeted transfer to defenses",
 }
-BASELINE_EXCLUDE = ("tpa", "tpa_paper")
 
 
 @dataclass(frozen=True)
@@ -170,10 +169,10 @@ def analysis(state: RunState, spec: TableSpec, flat_rank: dict[str, int] | None 
         m = mean_rate(r, spec.black_box)
         if m is not None:
             means[a] = m
-    if "tpa" not in means or not any(a not in BASELINE_EXCLUDE for a in means):
+    if "tpa" not in means or not any(a not in TPA_LABELS for a in means):
         return "(analysis appears when the TPA row and at least one baseline are finished)"
     ranked = sorted(means, key=lambda a: -means[a])
-    base = [a for a in ranked if a not in BASELINE_EXCLUDE]
+    base = [a for a in ranked if a not in TPA_LABELS]
     best = base[0]
     what = "targeted success" if spec.targeted else "success rate"
     cols = {"table2": "secured-model columns", "table5": "defense columns"}.get(spec.table, "black-box columns")
