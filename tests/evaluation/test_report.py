@@ -122,3 +122,30 @@ def test_defense_figures_match_direct_computation(report_and_data):
     cell = next(c for c in report["transfer"]["result"]["cells"]
                 if c["source"] == "model" and c["target"] == "bitdepth" and c["attack"] == "pgd")
     assert d["transfer_from_model"][0]["correct"] == cell["images"] - cell["fooled"]
+
+
+def test_per_image_outcomes_match_direct_computation(report_and_data):
+    """Each image's clean, white-box and AutoAttack outcome, recomputed here image by image; the CSV
+    holds the same bits, and the counts are their sums."""
+    import csv
+
+    report, out, data, model = report_and_data
+    x, y = data.x, data.y
+    with torch.no_grad():
+        clean = (model(x).argmax(1) == y).tolist()
+        robust = (model(build_attack("pgd", model, eps=0.1, steps=5, seed=0)(x, y)).argmax(1) == y).tolist()
+    bits = report["clean"]["per_image"]
+    assert bits == "".join("1" if c else "0" for c in clean)
+    point = next(p for p in report["whitebox"]["pgd"]["curve"] if p["eps"] == 0.1)
+    assert point["per_image"] == "".join("1" if c else "0" for c in robust)
+    assert all(p["per_image"].count("1") == p["correct"] and len(p["per_image"]) == 64
+               for r in report["whitebox"].values() for p in r["curve"])
+    aa = report["autoattack"]["result"]
+    assert len(aa["per_image_robust"]) == 8 and aa["per_image_robust"].count("1") == aa["robust"]["correct"]
+    assert all(c == "1" for c, a in zip(bits, aa["per_image_robust"]) if a == "1")   # robust implies clean
+    with open(out / "per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 64 and [int(r["index"]) for r in rows] == list(range(64))
+    assert "".join(r["clean"] for r in rows) == bits
+    assert "".join(r["pgd@0.1"] for r in rows) == point["per_image"]
+    assert [r["autoattack"] for r in rows[8:]] == [""] * 56

@@ -87,6 +87,14 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     assert summary["epochs"] == 2 and summary["robust_acc"] == pytest.approx(r0["metrics"]["val/adv_acc"])
 
 
+def _val_rows(out: Path) -> list[dict[str, str]]:
+    """The validation rows of a run's metrics.csv (one per finished epoch)."""
+    import csv
+
+    with open(out / "metrics.csv", newline="") as f:
+        return [r for r in csv.DictReader(f) if r.get("val/clean_acc")]
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_from_last(tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -96,8 +104,14 @@ def test_killed_run_resumes_from_last(tmp_path: Path) -> None:
     first = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert first["epoch"] == 0
     assert not (out / "rank0.json").exists()
+    before = _val_rows(out)
+    assert [int(r["epoch"]) for r in before] == [0]
     resumed = _run(tmp_path, [*args, "ckpt_path=last"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # the learning curve keeps epoch 0 (Lightning's CSVLogger alone deletes it on resume), once
+    after = _val_rows(out)
+    assert [int(r["epoch"]) for r in after] == [0, 1] and after[0] == before[0]
+    assert not (out / "metrics.earlier.csv").exists()
     r0 = json.loads((out / "rank0.json").read_text())
     assert r0["epoch"] == 2
     last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)

@@ -115,8 +115,9 @@ def plan_sections(cfg: DictConfig, model_ids: dict[str, Any], def_info: dict[str
     attacks = c["attacks"]
     labels = attack_label(attacks)
     eps = sorted({float(e) for e in c["eps"]})
-    sections: list[Section] = [CleanSection()]
-    sections += [WhiteBoxSection(a, lab, eps, seed) for a, lab in zip(attacks, labels)]
+    n_images = int(data_id["images"])       # per-image outcomes for paired comparisons between models
+    sections: list[Section] = [CleanSection(n_images)]
+    sections += [WhiteBoxSection(a, lab, eps, seed, n_images) for a, lab in zip(attacks, labels)]
     notes: dict[str, Any] = {}
     t = c["transfer"]
     if t["enabled"] and attacks:
@@ -148,7 +149,8 @@ def plan_sections(cfg: DictConfig, model_ids: dict[str, Any], def_info: dict[str
     aa = c["autoattack"]
     if aa["enabled"]:
         aa_eps = float(aa["eps"]) if aa["eps"] is not None else max(eps)
-        sections.append(AutoAttackSection(aa_eps, aa["version"], aa["attacks"], aa["limit"], aa["batch_size"], seed))
+        sections.append(AutoAttackSection(aa_eps, aa["version"], aa["attacks"], aa["limit"], aa["batch_size"], seed,
+                                          n_images))
     else:
         notes["autoattack"] = "switched off (autoattack.enabled=false; it is slow on a CPU)"
     if cfg.sanity.enabled:

@@ -121,9 +121,29 @@ def tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]
         t["autoattack"] = (["eps", "version", "clean_accuracy", "robust_accuracy", "correct", "total"],
                            [[aa["eps"], aa["version"], aa["clean"]["accuracy"], aa["robust"]["accuracy"],
                              aa["robust"]["correct"], aa["robust"]["total"]]])
+    columns = per_image_columns(report)
+    if columns:
+        n = max(len(v) for v in columns.values())
+        t["per_image"] = (["index", *columns],
+                          [[i, *(int(v[i]) if i < len(v) else None for v in columns.values())] for i in range(n)])
     t["sanity"] = (["check", "verdict", "detail"], [[c["name"], c["verdict"], c["detail"]]
                                                       for c in report["sanity"]["checks"]])
     return t
+
+
+def per_image_columns(report: dict[str, Any]) -> dict[str, str]:
+    """Each per-image outcome string of a report ('1' = classified correctly, dataset order) by column
+    name: ``clean``, ``<attack>@<eps>`` for every white-box point, ``autoattack`` (its first ``limit``
+    images). Empty for reports written before per-image outcomes were kept."""
+    cols: dict[str, str] = {}
+    if "per_image" in report["clean"]:
+        cols["clean"] = report["clean"]["per_image"]
+    for lab, r in report["whitebox"].items():
+        cols.update({f"{lab}@{p['eps']:g}": p["per_image"] for p in r["curve"] if "per_image" in p})
+    aa = report["autoattack"]["result"]
+    if aa and "per_image_robust" in aa:
+        cols["autoattack"] = aa["per_image_robust"]
+    return cols
 
 
 def _fmt(v: Any) -> str:

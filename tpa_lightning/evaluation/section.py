@@ -76,6 +76,21 @@ def images_within_limit(b: Batch, limit: int | None) -> tuple[Tensor, Tensor] | 
     return (b.x[keep], b.y[keep]) if bool(keep.any()) else None
 
 
+def outcome_marks(n_images: int, idx: Tensor, hits: Tensor) -> Tensor:
+    """A per-image counter: ``(n_images,)`` float64 zeros with ``hits`` (one bool per batch image) at
+    the batch's dataset indices ``idx``. Every image is in exactly one batch of one process, so the sum
+    over batches and processes is each image's own outcome (1 = hit)."""
+    out = torch.zeros(n_images, dtype=torch.float64)
+    out[idx.long().cpu()] = hits.detach().to("cpu", torch.float64)
+    return out
+
+
+def outcome_bits(marks: Tensor) -> str:
+    """Per-image outcomes as a string of '0'/'1' in dataset order (how the report stores them: exact,
+    and a thousand images take a thousand characters)."""
+    return "".join("1" if v > 0.5 else "0" for v in marks.flatten().tolist())
+
+
 def attack_label(cfgs: list[dict[str, Any]]) -> list[str]:
     """Display names of attack configs: the attack name, with ``#i`` where a name repeats."""
     names = [str(c["name"]).lower() for c in cfgs]

@@ -18,6 +18,7 @@ from defenses.nrp_training import PurifierTrainingModule, classifier_features
 
 from ..job_setup import build_trainer, datamodule_from, loggers_for, resolve_out_and_resume
 from ..models import build_model
+from .metrics_history import history_callbacks
 
 
 def _feature_extractor(spec: str, dm_info: Any) -> Any:
@@ -46,7 +47,7 @@ def train_purifier_job(cfg: DictConfig) -> dict[str, Any]:
                                     pixel_weight=p.pixel_weight, lr=p.lr, seed=cfg.seed)
     ckpt = ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, monitor="val/feature_loss",
                            mode="min", filename="best-epoch{epoch}", auto_insert_metric_name=False)
-    trainer = build_trainer(cfg, out, [ckpt], logger=loggers_for(out))
+    trainer = build_trainer(cfg, out, [ckpt, *history_callbacks(out, resume)], logger=loggers_for(out))
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
     path = out / "purifier.pt"
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -13,6 +13,7 @@ from ..config import ConfigError, to_container
 from ..data import RobustDataModule
 from ..job_setup import build_trainer, datamodule_from, loggers_for, resolve_out_and_resume
 from .config_keys import check_keys_are_read, objective_attack_config
+from .metrics_history import history_callbacks
 from .module import AdversarialTrainingModule
 from .purifier import train_purifier_job
 
@@ -69,8 +70,8 @@ def train(cfg: DictConfig, callbacks: list[Any] | None = None) -> dict[str, Any]
     # last.ckpt after every epoch, so resuming loses at most the epoch in progress.
     last = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)
-    trainer = build_trainer(cfg, out, [best, last, *recipe_callbacks(cfg), *(callbacks or [])],
-                            logger=loggers_for(out))
+    trainer = build_trainer(cfg, out, [best, last, *recipe_callbacks(cfg), *history_callbacks(out, resume),
+                                       *(callbacks or [])], logger=loggers_for(out))
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, out / "config.yaml")
