@@ -19,6 +19,18 @@ from .tables import TableSpec, attack_order, column_title, rows_of
 DATASET = "CIFAR-10 (JPEG copy)"
 
 
+def save_axes(fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str, dpi: int = 110) -> None:
+    """Label one line or scatter plot (grid, legend), write it to ``path`` as PNG and close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def heatmap(state: RunState, spec: TableSpec, path: Path) -> bool:
     rows = rows_of(state, spec)
     attacks = [a for a in attack_order(state, spec) if a in rows]

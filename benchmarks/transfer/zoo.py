@@ -34,6 +34,10 @@ class ZooModel:
     ``normal`` (a clean-trained target), ``secured`` (an adversarially trained target) or
     ``smoothing`` (the Gaussian-noise base classifier, evaluated as a randomized-smoothing target).
     ``spec`` is set for models that are not trained here (a ``build_model`` spec).
+    ``select``: which of train.py's checkpoints the zoo uses: ``last`` (the final epoch) or ``best``
+    (the epoch with the best validation robust accuracy, train.py's ``best-epoch*.ckpt``: the
+    adversarially trained models, so that no test image selects anything). The committed copy of the
+    selected checkpoint is restored as ``last.ckpt``.
     """
 
     name: str
@@ -41,14 +45,27 @@ class ZooModel:
     role: str
     experiment: str | None = None
     spec: str | None = None
+    select: str = "last"
 
     def checkpoint(self, root: Path = DEFAULT_ROOT) -> Path | None:
         """The checkpoint train.py writes for this model, or None for a shipped model."""
         return None if self.experiment is None else Path(root) / self.name / "checkpoints" / "last.ckpt"
 
+    def selected_checkpoint(self, root: Path = DEFAULT_ROOT) -> Path | None:
+        """The checkpoint whose weights the zoo uses: :meth:`checkpoint`, or with ``select="best"`` the
+        best-on-validation checkpoint that train.py's metrics.json names, when that file is in the
+        model's folder (a restored copy has only ``last.ckpt``, which then holds the selected weights)."""
+        ckpt = self.checkpoint(root)
+        if ckpt is None or self.select == "last":
+            return ckpt
+        metrics = ckpt.parent.parent / "metrics.json"
+        best = json.loads(metrics.read_text()).get("best_checkpoint") if metrics.is_file() else None
+        candidate = ckpt.parent / Path(best).name if best else None
+        return candidate if candidate is not None and candidate.is_file() else ckpt
+
     def model_spec(self, root: Path = DEFAULT_ROOT) -> str:
         """What ``build_model`` takes to load this model."""
-        ckpt = self.checkpoint(root)
+        ckpt = self.selected_checkpoint(root)
         return str(ckpt) if ckpt is not None else str(self.spec)
 
     def train_command(self, root: Path = DEFAULT_ROOT, quick: bool = False) -> list[str] | None:
@@ -66,8 +83,10 @@ ZOO: tuple[ZooModel, ...] = (
     ZooModel("densenet", "DenseNet", "normal", experiment="zoo_densenet"),
     ZooModel("vit", "ViT", "normal", experiment="zoo_vit"),
     ZooModel("convnext", "ConvNeXt", "normal", experiment="zoo_convnext"),
-    ZooModel("pgd_at", "ResNet (PGD-AT)", "secured", experiment="zoo_pgd_at"),
-    ZooModel("tpa_at", "ResNet (TPA-AT)", "secured", experiment="zoo_tpa_at"),
+    ZooModel("fast_at", "ResNet (fast-AT)", "secured", experiment="at_fast_at", select="best"),
+    ZooModel("pgd_at", "ResNet (PGD-AT)", "secured", experiment="at_pgd_at", select="best"),
+    ZooModel("trades", "ResNet (TRADES)", "secured", experiment="at_trades", select="best"),
+    ZooModel("tpa_at", "ResNet (TPA-AT)", "secured", experiment="at_tpa_at", select="best"),
     ZooModel("gaussian", "ResNet (Gaussian noise, sigma 0.25)", "smoothing", experiment="zoo_gaussian"),
 )
 
@@ -120,7 +139,7 @@ def checkpoint_epochs(m: ZooModel, root: Path) -> tuple[int | None, int | None]:
     improved (Lightning 2.6's ModelCheckpoint with ``save_last=True`` saves "last" only together with a
     top-k checkpoint): the final weights are then not in ``last.ckpt``.
     """
-    ckpt = m.checkpoint(root)
+    ckpt = m.selected_checkpoint(root)
     if ckpt is None or not ckpt.is_file():
         return None, None
     metrics = ckpt.parent.parent / "metrics.json"

@@ -91,8 +91,8 @@ def card_entry(m: ZooModel, root: Path, images: Images, quick: bool, display_roo
     if command:
         entry.update(_run_facts(root / m.name))
         saved, ran = checkpoint_epochs(m, root)
-        entry.update(checkpoint_epochs=saved, trained_epochs=ran,
-                     stale_checkpoint=saved is not None and ran is not None and saved < ran)
+        entry.update(checkpoint_epochs=saved, trained_epochs=ran, selected=m.select,
+                     stale_checkpoint=m.select == "last" and saved is not None and ran is not None and saved < ran)
     if status not in ("done", "shipped"):
         return entry
     model = build_model(m.model_spec(root))
@@ -140,6 +140,7 @@ def markdown(card: dict[str, Any]) -> str:
         if e.get("checkpoint_epochs") is not None:
             epochs = f"{e['checkpoint_epochs']} of {e.get('trained_epochs') or '?'}"
             epochs += " (STALE)" if e.get("stale_checkpoint") else ""
+            epochs += " (best on validation)" if e.get("selected") == "best" else ""
         lines.append(f"| {e['name']} | {e['family']} | {e['role']} | {acc} | {val} | {epochs} | {params} "
                      f"| {secs} | {e.get('seed', 'n/a')} |" + (f" {_pct(e.get('heldout_acc'))} |" if held else ""))
     if any(e.get("stale_checkpoint") for e in card["models"]):

@@ -4,9 +4,11 @@ train.py logged (``<root>/<name>/metrics.csv``), as ``zoo_curves.csv`` and ``zoo
 ``python -m benchmarks.transfer.zoo_curves --root outputs/zoo_converged --out docs/results [names...]``
 
 The validation split is train.py's own (the last ``data.val_size`` training images), never test
-images; the held-out test accuracy of each final checkpoint is in the zoo card (``zoo.md``). A run
-resumed with ``ckpt_path=last`` starts a new metrics.csv, so its curve holds the epochs after the
-resume only (the zoo of 2026-12-03: mobilenet, epochs 14-20).
+images; the held-out test accuracy of each final checkpoint is in the zoo card (``zoo.md``). Runs
+resumed with ``ckpt_path=last`` before train.py kept the earlier rows (2026-12-03,
+:mod:`tpa_lightning.training.metrics_history`) lost them: Lightning's CSVLogger deletes metrics.csv on
+resume, so those curves hold the epochs after the last resume only (convnext from epoch 7, mobilenet
+from epoch 30 of 35).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from .plots import save_axes
 from .zoo import ZOO
 
 #: metrics.csv columns read, and the names they get in zoo_curves.csv
@@ -56,14 +59,8 @@ def write_curves(root: Path, out: Path, names: Sequence[str]) -> tuple[Path, Pat
     for name, rows in curves.items():
         pts = [(r["epoch"] + 1, 100 * r["val_clean_acc"]) for r in rows if "val_clean_acc" in r]
         ax.plot(*zip(*pts), label=name) if pts else None
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation clean accuracy (%)")
-    ax.set_title("Zoo learning curves (train.py's validation split, 1000 training images)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
+    save_axes(fig, ax, png_path, "epoch", "validation clean accuracy (%)",
+              "Zoo learning curves (train.py's validation split, 1000 training images)")
     return csv_path, png_path
 
 

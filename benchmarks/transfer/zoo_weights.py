@@ -20,9 +20,9 @@ import torch
 from .zoo import ZooModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-#: Files of a model folder that travel with the weights (train.py's resolved config and metrics, the
-#: zoo's run record), read by the model card.
-SIDE_FILES = ("config.yaml", "metrics.json", "zoo_run.json")
+#: Files of a model folder that travel with the weights (train.py's resolved config, metrics and
+#: learning curve, the zoo's run record), read by the model card and the adversarial-training study.
+SIDE_FILES = ("config.yaml", "metrics.json", "metrics.csv", "zoo_run.json")
 #: Checkpoint entries kept in the slim copy (Lightning's optimizer and loop states are dropped).
 KEPT_KEYS = ("state_dict", "epoch", "global_step", "tpa_lightning_model")
 PURIFIER = "nrp_purifier"
@@ -41,7 +41,8 @@ def slim_checkpoint(src: Path, dst: Path) -> None:
 
 
 def export_model(m: ZooModel, root: Path, weights: Path = WEIGHTS_DIR) -> Path | None:
-    """Copy the finished model ``m`` from ``root`` into ``weights/<name>/``; None if it is shipped."""
+    """Copy the finished model ``m`` from ``root`` into ``weights/<name>/`` (its selected checkpoint, see
+    :attr:`ZooModel.select`, as ``last.ckpt``); None if it is shipped."""
     ckpt = m.checkpoint(root)
     if ckpt is None:
         return None
@@ -49,7 +50,7 @@ def export_model(m: ZooModel, root: Path, weights: Path = WEIGHTS_DIR) -> Path |
     if not (ckpt.is_file() and (folder / "metrics.json").is_file()):
         raise ValueError(f"{m.name}: no finished training in {folder} (train it first)")
     out = weights / m.name
-    slim_checkpoint(ckpt, out / "checkpoints" / "last.ckpt")
+    slim_checkpoint(m.selected_checkpoint(root) or ckpt, out / "checkpoints" / "last.ckpt")
     for f in SIDE_FILES:
         if (folder / f).is_file():
             shutil.copy2(folder / f, out / f)

@@ -166,3 +166,29 @@ def test_the_committed_card_is_written_only_for_the_default_root_or_export(tmp_p
     monkeypatch.setattr(train_zoo, "write_card", fake_card)
     assert main(["--root", str(tmp_path), "vgg"]) == 0          # a retrain in a folder of its own
     assert written == [tmp_path] and fake.calls and (tmp_path / "vgg" / "metrics.json").is_file()
+
+
+def test_adversarially_trained_models_use_their_best_validation_checkpoint(tmp_path: Path) -> None:
+    """A ``select="best"`` model: its spec and its export are the checkpoint train.py's metrics.json
+    names as best on validation; the restored copy (only last.ckpt) then holds those weights."""
+    import torch
+
+    from benchmarks.transfer.zoo_weights import export_model, restore_model
+
+    m = zoo_model("tpa_at")
+    assert m.select == "best" and all(z.select == "best" for z in ZOO if z.role == "secured")
+    ckpts = tmp_path / "at" / "tpa_at" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    for name, value in (("last.ckpt", 2.0), ("best-epoch3.ckpt", 1.0)):
+        torch.save({"state_dict": {"w": torch.full((2,), value)}, "epoch": int(value), "global_step": 1,
+                    "tpa_lightning_model": {"spec": "x"}}, ckpts / name)
+    (ckpts.parent / "metrics.json").write_text(json.dumps({"best_checkpoint": "/elsewhere/best-epoch3.ckpt"}))
+    assert m.model_spec(tmp_path / "at") == str(ckpts / "best-epoch3.ckpt")
+    weights = tmp_path / "weights"
+    export_model(m, tmp_path / "at", weights)
+    exported = torch.load(weights / "tpa_at" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert exported["state_dict"]["w"].tolist() == [1.0, 1.0] and exported["epoch"] == 1
+    assert restore_model(m, tmp_path / "zoo", weights)
+    assert m.model_spec(tmp_path / "zoo") == str(tmp_path / "zoo" / "tpa_at" / "checkpoints" / "last.ckpt")
+    assert zoo_model("resnet18").model_spec(tmp_path / "at") == str(tmp_path / "at" / "resnet18" / "checkpoints"
+                                                                      / "last.ckpt")

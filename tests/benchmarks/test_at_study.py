@@ -1,0 +1,142 @@
+"""The adversarial-training study's reader and report: paired tests against hand-written references,
+and the numbers of genuine evaluate.py reports (a tiny Fashion-MNIST CNN) carried into the table."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from evaluation.helpers import INFO, Rounded, config, fmnist_test_images, trained_cnn
+
+from benchmarks.at_study import collect, evaluations
+from benchmarks.at_study.collect import Evaluation, ModelFacts, Training, evaluation_of
+from benchmarks.at_study.paired import compare, holm
+from benchmarks.at_study.report import FLOORS, floors_met, write_study
+from tpa_lightning.evaluation import evaluate
+
+
+def _exact_mcnemar(b: int, c: int) -> float:
+    """Two-sided exact McNemar p written out: twice the binomial(b + c, 1/2) tail at min(b, c)."""
+    n, k = b + c, min(b, c)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+@pytest.mark.parametrize("a,b", [("1101100111", "1001000110"), ("0000011111" * 3, "1111100000" * 3),
+                                 ("1111", "1111")])
+def test_paired_comparison_matches_hand_computation(a: str, b: str) -> None:
+    r = compare(a, b)
+    a_only = sum(x == "1" and y == "0" for x, y in zip(a, b))
+    b_only = sum(x == "0" and y == "1" for x, y in zip(a, b))
+    assert (r["a_only"], r["b_only"], r["n"]) == (a_only, b_only, len(a))
+    assert r["diff"] == pytest.approx((a.count("1") - b.count("1")) / len(a))
+    assert r["p"] == pytest.approx(_exact_mcnemar(a_only, b_only) if a_only + b_only else 1.0)
+    assert r["lo"] <= r["diff"] <= r["hi"]
+    with pytest.raises(ValueError, match="same images"):
+        compare(a, b + "1")
+
+
+def test_holm_adjustment_by_hand() -> None:
+    # sorted p: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06), 0.5 (x1 = 0.5)
+    assert holm([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    assert holm([0.4, 0.6]) == pytest.approx([0.8, 0.8])       # monotone: never below an earlier step
+    assert holm([]) == []
+
+
+OVERRIDES = ("eps=[0,0.1]", ("attacks=[{name: pgd, eps: 0.1, steps: 20, step_size: 0.025, copies: null},"
+             " {name: pgd, eps: 0.1, steps: 100, step_size: 0.025, copies: null}]"),
+             "transfer.enabled=false", "defenses=[]", "certify.enabled=false", "autoattack.enabled=true",
+             "autoattack.version=custom", "autoattack.attacks=[apgd-ce]", "autoattack.limit=8", "autoattack.eps=0.1",
+             "sanity.unbounded_steps=5", "sanity.noise_draws=2")
+
+
+@pytest.fixture(scope="module")
+def eval_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Genuine evaluate.py reports of two models on the same 32 images, where the study reads them."""
+    root = tmp_path_factory.mktemp("at_eval")
+    data = fmnist_test_images(32)
+    for name, model in (("tpa_at", trained_cnn()), ("pgd_at", Rounded(trained_cnn()))):
+        work = root / "work" / name
+        evaluate(config(work, *OVERRIDES), model=model, dataset=data, data_info=INFO)
+        (root / name).mkdir()
+        for f in ("report.json", "per_image.csv"):
+            shutil.copy2(work / f, root / name / f)
+    return root
+
+
+def test_the_reports_numbers_reach_the_table(eval_dir: Path, tmp_path: Path) -> None:
+    models = []
+    for name in ("tpa_at", "pgd_at"):
+        ev = evaluation_of(name, eval_dir)
+        report = json.loads((eval_dir / name / "report.json").read_text())
+        pgd20 = next(p for r in report["whitebox"].values() if r["settings"]["steps"] == 20
+                     for p in r["curve"] if p["eps"] == 0.1)
+        assert ev.numbers["clean"]["correct"] == report["clean"]["correct"]
+        assert ev.numbers["pgd20"]["correct"] == pgd20["correct"] and ev.per_image["pgd20"] == pgd20["per_image"]
+        assert ev.numbers["apgd"]["correct"] == report["autoattack"]["result"]["robust"]["correct"]
+        assert "aa_standard" not in ev.numbers            # its report is not there
+        models.append(ModelFacts(name, name, None, Training(wall_seconds=60.0 * (len(models) + 1)), ev,
+                                 {"status": "pending"}))
+    files = write_study(models, tmp_path)
+    assert all(f.is_file() for f in files)
+    # paired rows: the discordant images counted here from the two per_image.csv files
+    with open(tmp_path / "paired.csv", newline="") as f:
+        paired = {r["metric"]: r for r in csv.DictReader(f)}
+    assert set(paired) == {"clean", "pgd20", "pgd100", "apgd"}
+    rows = {}
+    for name in ("tpa_at", "pgd_at"):
+        with open(eval_dir / name / "per_image.csv", newline="") as f:
+            rows[name] = list(csv.DictReader(f))
+    col = next(k for k in rows["tpa_at"][0] if k.startswith("pgd#0@"))
+    a_only = sum(a[col] == "1" and b[col] == "0" for a, b in zip(rows["tpa_at"], rows["pgd_at"]))
+    assert int(paired["pgd20"]["a_only"]) == a_only
+    readme = (tmp_path / "README.md").read_text()
+    assert "| tpa_at |" in readme and "McNemar" in readme and "robust_vs_time.png" in readme
+
+
+def test_floors_decide_on_both_numbers() -> None:
+    def facts(clean: float, pgd20: float | None) -> ModelFacts:
+        n = {"clean": {"accuracy": clean}, **({"pgd20": {"accuracy": pgd20}} if pgd20 is not None else {})}
+        return ModelFacts("m", "m", None, Training(), Evaluation(numbers=n), {})
+
+    assert floors_met(facts(FLOORS["clean"], FLOORS["pgd20"])) is True
+    assert floors_met(facts(0.9, FLOORS["pgd20"] - 0.001)) is False
+    assert floors_met(facts(0.9, None)) is None
+
+
+def test_transfer_is_pending_unless_made_on_these_weights(tmp_path: Path) -> None:
+    results = tmp_path / "results.csv"
+    header = ["group", "surrogate", "attack", "eps_255", "targeted", "overrides", "target", "asr"]
+    rows = [["main", "resnet18", "tpa", "16.0", "False", "", "tpa_at", "0.5"],
+            ["main", "resnet18", "mi", "16.0", "False", "", "tpa_at", "0.3"],
+            ["main", "resnet18_aa", "tpa", "16.0", "False", "", "tpa_at", "0.2"],
+            ["main", "resnet18", "pgd", "16.0", "False", "", "tpa_at", "0.9"],     # not a study attack
+            ["ablation", "resnet18", "tpa", "16.0", "False", "x", "tpa_at", "0.9"]]
+    with open(results, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"models": {"tpa_at": {"state_sha256": "abc"}}}))
+    assert collect.transfer_of("tpa_at", "other", results, run)["status"] == "pending"
+    t = collect.transfer_of("tpa_at", "abc", results, run)
+    assert t["status"] == "done" and t["surrogates"] == ["resnet18", "resnet18_aa"]
+    # tpa: mean of its two surrogates (0.35); mi 0.3; the model's mean over attacks 0.325
+    assert t["by_eps"]["16"]["attacks"] == pytest.approx({"tpa": 0.35, "mi": 0.3})
+    assert t["by_eps"]["16"]["mean"] == pytest.approx(0.325)
+
+
+def test_evaluation_commands_match_the_configs_header() -> None:
+    header = (evaluations.REPO / "configs" / "experiment" / "eval_at_study.yaml").read_text()
+    cmd = evaluations.evaluate_command("pgd_at", "_aa_standard", Path("outputs/at_eval"))
+    assert cmd[:3] == ["python", "evaluate.py", "experiment=eval_at_study"]
+    for part in evaluations.RUNS["_aa_standard"]:
+        key = part.split("=")[0]
+        assert key in header, key
+    assert evaluations.STUDY_MODELS == tuple(m.name for m in collect_zoo_secured())
+
+
+def collect_zoo_secured():
+    from benchmarks.transfer.zoo import ZOO
+
+    return [m for m in ZOO if m.role == "secured"]
