@@ -151,7 +151,7 @@ def ensure_zoo(names: Sequence[str] | None = None, root: Path = DEFAULT_ROOT, qu
                 raise ValueError(f"{folder} was trained with '{shlex.join(record['command'])}', not "
                                  f"'{shlex.join(wanted or [])}': pass force=True (--force) or another root")
             saved, ran = checkpoint_epochs(m, root)
-            if saved is not None and ran is not None and saved < ran:
+            if m.select == "last" and saved is not None and ran is not None and saved < ran:
                 print(f"[zoo] warning: {m.name}: last.ckpt holds epoch {saved} of {ran} (train.py saved "
                       "'last' only when val/adv_acc improved); retrain it with --force once train.py "
                       "saves the final weights", file=sys.stderr, flush=True)
