@@ -147,7 +147,7 @@ def ensure_zoo(names: Sequence[str] | None = None, root: Path = DEFAULT_ROOT, qu
         if model_status(m, root) == "done":
             record = read_run_record(folder)
             wanted = m.train_command(_display_root(root), quick)
-            if record is not None and record.get("command") != wanted:
+            if record is not None and _recipe(record.get("command")) != _recipe(wanted):
                 raise ValueError(f"{folder} was trained with '{shlex.join(record['command'])}', not "
                                  f"'{shlex.join(wanted or [])}': pass force=True (--force) or another root")
             saved, ran = checkpoint_epochs(m, root)
@@ -161,6 +161,12 @@ def ensure_zoo(names: Sequence[str] | None = None, root: Path = DEFAULT_ROOT, qu
     if failed:
         raise ZooTrainingError(f"training failed for {', '.join(failed)}")
     return {m.name: m.model_spec(root) for m in models}
+
+
+def _recipe(command: Sequence[str] | None) -> list[str]:
+    """A train command without its ``out=`` folder: what decides the model (a finished run may be
+    linked into another root, e.g. to export models trained in several folders together)."""
+    return [a for a in (command or []) if not a.startswith("out=")]
 
 
 def uses_committed_weights(root: Path, quick: bool) -> bool:

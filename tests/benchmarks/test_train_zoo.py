@@ -192,3 +192,18 @@ def test_adversarially_trained_models_use_their_best_validation_checkpoint(tmp_p
     assert m.model_spec(tmp_path / "zoo") == str(tmp_path / "zoo" / "tpa_at" / "checkpoints" / "last.ckpt")
     assert zoo_model("resnet18").model_spec(tmp_path / "at") == str(tmp_path / "at" / "resnet18" / "checkpoints"
                                                                       / "last.ckpt")
+
+
+def test_a_finished_model_linked_into_another_root_is_used_as_it_is(tmp_path: Path, fake: FakeTrain) -> None:
+    """Models trained in separate folders are gathered into one root (to export and describe them
+    together): the same recipe in another ``out=`` folder is the same model, another recipe is not."""
+    ensure_zoo(["vgg"], root=tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "vgg").symlink_to(tmp_path / "a" / "vgg")
+    ensure_zoo(["vgg"], root=tmp_path / "b")
+    assert len(fake.calls) == 1                          # not trained again
+    record = json.loads((tmp_path / "a" / "vgg" / RUN_RECORD).read_text())
+    record["command"] = [*record["command"], "trainer.max_epochs=1"]
+    (tmp_path / "a" / "vgg" / RUN_RECORD).write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="force"):
+        ensure_zoo(["vgg"], root=tmp_path / "b")
