@@ -156,28 +156,29 @@ def craft_order(labels: tuple[str, ...]) -> list[str]:
 def main_units(s: Settings, surrogate: str) -> list[tuple[str, Unit]]:
     out: list[tuple[str, Unit]] = []
     for eps in sorted(s.eps_for(surrogate), reverse=True):
-        out += [("main", Unit(surrogate, a, eps, False, s.steps, precision=s.craft_precision))
+        out += [("main", Unit(surrogate, a, eps, False, s.steps, precision=s.precision_of(a)))
                 for a in craft_order(s.attacks_for(surrogate))]
     return out
 
 
 def targeted_units(s: Settings, surrogate: str) -> list[tuple[str, Unit]]:
-    return [("targeted", Unit(surrogate, a, eps, True, s.steps, precision=s.craft_precision))
+    return [("targeted", Unit(surrogate, a, eps, True, s.steps, precision=s.precision_of(a)))
             for eps in sorted(s.targeted_eps_for(surrogate), reverse=True) for a in craft_order(s.targeted_attacks)]
 
 
 def seed_units(s: Settings) -> list[tuple[str, Unit]]:
     """The seed study's units, seed by seed (a run stopped part-way has every attack at the first seeds)."""
-    return [("seeds", Unit(s.ablation_surrogate, a, s.ablation_eps, False, s.steps, seed=k, precision=s.craft_precision))
+    return [("seeds", Unit(s.ablation_surrogate, a, s.ablation_eps, False, s.steps, seed=k,
+                           precision=s.precision_of(a)))
             for k in s.seed_values for a in s.seed_attacks]
 
 
 def precision_units(s: Settings) -> list[tuple[str, Unit]]:
-    """The precision check's fp32 twins of the ``precision_check`` attacks (none when the run crafts in
-    fp32), each paired with its main unit at ``ablation_eps`` on ``ablation_surrogate``."""
-    if s.craft_precision == "32":
-        return []
-    return [("precision", Unit(s.ablation_surrogate, a, s.ablation_eps, False, s.steps))
+    """The precision check's twins: each ``precision_check`` attack (in craft order) on
+    ``ablation_surrogate`` at ``ablation_eps`` in the precision it is NOT crafted in
+    (:meth:`~.settings.Settings.precision_of`), paired with its main unit there in the one it is."""
+    return [("precision", Unit(s.ablation_surrogate, a, s.ablation_eps, False, s.steps,
+                               precision="32" if s.precision_of(a) == "bf16" else "bf16"))
             for a in craft_order(s.precision_check)]
 
 
@@ -199,13 +200,14 @@ def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
         units = []
         for v in extremes_first(ab.values):
             if ab.param == "steps":
-                u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, int(v), precision=s.craft_precision)
+                u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, int(v),
+                         precision=s.precision_of(ab.label))
             else:
                 default = ablation_default(ab, s.steps)
                 over: tuple[tuple[str, Any], ...] = () if default is not None and float(v) == default \
                     else ((ab.param, int(v) if ab.param == "copies" else float(v)),)
                 u = Unit(s.ablation_surrogate, ab.label, s.ablation_eps, False, s.steps, over,
-                         precision=s.craft_precision)
+                         precision=s.precision_of(ab.label))
             units.append(u)
         sweeps.append(units)
     out: list[tuple[str, Unit]] = []
@@ -219,11 +221,12 @@ def ablation_units(s: Settings) -> list[tuple[str, Unit]]:
 
 
 def work_list(s: Settings, parts: set[str]) -> list[tuple[str, Unit]]:
-    """Units in the order they are made, most informative per CPU-hour first: the precision check (its
-    main units and their fp32 twins: it decides whether the rest may be crafted in bf16), the untargeted
-    units of the surrogates crafted in full (largest eps first), the ablation, the seed study, the targeted
-    units, and last the untargeted units of the surrogates with a reduced plan (the expensive full-width
-    ResNet-18). A unit listed by two parts comes once, where it is first listed."""
+    """Units in the order they are made, most informative per CPU-hour first: the precision check (the
+    checked attacks' main units at ``ablation_eps`` on ``ablation_surrogate``, then their twins in the
+    other precision: it decides which attacks may be crafted in bf16), the untargeted units of the
+    surrogates crafted in full (largest eps first), the ablation, the seed study, the targeted units, and
+    last the untargeted units of the surrogates with a reduced plan (the expensive full-width ResNet-18).
+    A unit listed by two parts comes once, where it is first listed."""
     main = bool(parts & {"table1", "table2", "table5", "flatness"})
     full = [sur for sur in s.surrogates if sur not in s.surrogate_plans]
     work: list[tuple[str, Unit]] = []
