@@ -188,3 +188,22 @@ def test_bad_datamodule_arguments() -> None:
         RobustDataModule("mnist3")
     with pytest.raises(ValueError, match="limit_train must be >= 1"):
         RobustDataModule("fashion_mnist", limit_train=0)
+
+
+def test_foolbox_imagenet_samples_of_two_sizes_need_an_image_size() -> None:
+    """The ImageNet set mixes 512x512 files with one 1024x683: without image_size a clear ValueError
+    (not torch.stack's), with it the image_folder resize and centre crop, checked against PIL here."""
+    from tpa_lightning.data.samples import foolbox_data_dir
+
+    with pytest.raises(ValueError, match="image_size"):
+        foolbox_samples("imagenet", 20)
+    x, y = foolbox_samples("imagenet", 11, image_size=224)
+    assert x.shape == (11, 3, 224, 224) and x.dtype == torch.float32 and y.tolist()[:2] == [243, 559]
+    wide = sorted(p for p in foolbox_data_dir().iterdir() if p.name.startswith("imagenet_"))[10]
+    img = Image.open(wide).convert("RGB")                       # 1024x683 -> shorter side 256, crop 224
+    img = img.resize((round(1024 * 256 / 683), 256), Image.Resampling.BILINEAR)
+    left, top = (img.size[0] - 224) // 2, (256 - 224) // 2
+    ref = np.asarray(img.crop((left, top, left + 224, top + 224)), dtype=np.float32).transpose(2, 0, 1) / 255
+    assert torch.equal(x[10], torch.from_numpy(ref.copy()))
+    same = foolbox_samples("imagenet", 10)                      # the first ten agree: their own size
+    assert same[0].shape == (10, 3, 512, 512)
