@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from benchmarks.transfer.zoo import train_seconds
+from benchmarks.transfer.zoo import train_seconds, zoo_model
 from benchmarks.transfer.zoo_weights import WEIGHTS_DIR
 from tpa_lightning.evaluation.provenance import model_fingerprint
 from tpa_lightning.evaluation.report import per_image_columns
@@ -166,9 +166,20 @@ def transfer_of(name: str, sha: str | None, results_csv: Path = RESULTS_CSV, run
     return {"status": "done", "surrogates": sorted(surrogates), "by_eps": by_eps}
 
 
+def committed_experiment(name: str, weights: Path = WEIGHTS_DIR) -> str | None:
+    """The experiment the committed weights of ``name`` were trained with (their config.yaml), or None."""
+    cfg = weights / name / "config.yaml"
+    return str(OmegaConf.load(cfg).experiment) if cfg.is_file() else None
+
+
 def facts_of(name: str, weights: Path = WEIGHTS_DIR, eval_dir: Path = EVAL_DIR,
              results_csv: Path = RESULTS_CSV, run_json: Path = RUN_JSON) -> ModelFacts:
+    """Everything known of study model ``name``; nothing but its name while the committed weights are
+    not of its study experiment (``at_<name>``: e.g. the zoo's earlier 2-epoch secured models)."""
+    label = OBJECTIVE_LABELS.get(name, name)
+    if committed_experiment(name, weights) != zoo_model(name).experiment:
+        return ModelFacts(name, label, None, Training(), Evaluation(), {"status": "pending", "why": "not trained yet"})
     ckpt = weights / name / "checkpoints" / "last.ckpt"
     sha = model_fingerprint(build_model(str(ckpt)))["state_sha256"] if ckpt.is_file() else None
-    return ModelFacts(name, OBJECTIVE_LABELS.get(name, name), sha, training_of(name, weights),
-                      evaluation_of(name, eval_dir), transfer_of(name, sha, results_csv, run_json))
+    return ModelFacts(name, label, sha, training_of(name, weights), evaluation_of(name, eval_dir),
+                      transfer_of(name, sha, results_csv, run_json))

@@ -140,3 +140,13 @@ def collect_zoo_secured():
     from benchmarks.transfer.zoo import ZOO
 
     return [m for m in ZOO if m.role == "secured"]
+
+
+def test_weights_of_another_experiment_are_not_the_study_model(tmp_path: Path) -> None:
+    """The zoo's earlier secured models (experiment zoo_pgd_at) sit where the study's pgd_at will be
+    committed: until then the study knows nothing of pgd_at."""
+    (tmp_path / "pgd_at").mkdir()
+    (tmp_path / "pgd_at" / "config.yaml").write_text("experiment: zoo_pgd_at\n")
+    facts = collect.facts_of("pgd_at", weights=tmp_path, eval_dir=tmp_path / "eval")
+    assert facts.state_sha256 is None and facts.training.epochs is None and facts.transfer["status"] == "pending"
+    assert collect.committed_experiment("pgd_at", tmp_path) == "zoo_pgd_at"
