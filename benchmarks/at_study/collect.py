@@ -34,7 +34,7 @@ RUN_JSON = REPO / "docs" / "results" / "run.json"
 class Training:
     """A model's training record: objective, budget, selection and time."""
 
-    passes_per_image: float | None = None
+    passes_per_epoch: float | None = None       # forward+backward passes per training image per epoch
     epochs: int | None = None
     selected_epoch: int | None = None          # 1-based epoch of the committed (best-on-validation) weights
     val_clean: float | None = None
@@ -44,6 +44,13 @@ class Training:
     train_images: int | None = None
     command: str | None = None
     curve: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def passes_per_image(self) -> float | None:
+        """Forward+backward passes per training image over the whole run (the matched budget)."""
+        if self.passes_per_epoch is None or self.epochs is None:
+            return None
+        return self.passes_per_epoch * self.epochs
 
 
 @dataclass
@@ -89,7 +96,7 @@ def training_of(name: str, weights: Path = WEIGHTS_DIR) -> Training:
     t = Training()
     if (folder / "metrics.json").is_file():
         m = json.loads((folder / "metrics.json").read_text())
-        t.passes_per_image, t.epochs = m.get("passes_per_image"), m.get("epochs")
+        t.passes_per_epoch, t.epochs = m.get("passes_per_image"), m.get("epochs")   # train.py's: per epoch
         t.val_clean, t.val_robust = m.get("clean_acc"), m.get("robust_acc")
         t.train_images = (m.get("data") or {}).get("train")
     ckpt = folder / "checkpoints" / "last.ckpt"

@@ -150,3 +150,13 @@ def test_weights_of_another_experiment_are_not_the_study_model(tmp_path: Path) -
     facts = collect.facts_of("pgd_at", weights=tmp_path, eval_dir=tmp_path / "eval")
     assert facts.state_sha256 is None and facts.training.epochs is None and facts.transfer["status"] == "pending"
     assert collect.committed_experiment("pgd_at", tmp_path) == "zoo_pgd_at"
+
+
+def test_training_budget_is_passes_per_epoch_times_epochs(tmp_path: Path) -> None:
+    """train.py's metrics.json counts passes per image per epoch; the study's budget is the whole run's."""
+    folder = tmp_path / "tpa_at"
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({"passes_per_image": 4.0, "epochs": 15, "clean_acc": 0.7}))
+    t = collect.training_of("tpa_at", tmp_path)
+    assert (t.passes_per_epoch, t.epochs, t.passes_per_image) == (4.0, 15, 60.0)
+    assert Training().passes_per_image is None
