@@ -22,8 +22,8 @@ EPS = 8 / 255
 #: The two runs of each model: suffix of the report folder -> evaluate.py overrides after the experiment.
 RUNS: dict[str, tuple[str, ...]] = {
     "": (),
-    "_aa_standard": ("autoattack.version=standard", "autoattack.limit=200", "attacks=[]", f"eps=[{EPS!r}]",
-                     "sanity.enabled=false"),
+    "_aa_standard": ("autoattack.version=standard", "autoattack.attacks=[]", "autoattack.limit=200", "attacks=[]",
+                     f"eps=[{EPS!r}]", "sanity.enabled=false"),
 }
 #: What is copied from an evaluate.py folder into :data:`EVAL_DIR` (the cache and the plots stay behind).
 KEPT_FILES = ("report.json", "report.md", "per_image.csv")

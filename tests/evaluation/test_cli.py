@@ -23,6 +23,7 @@ def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     (["defenses=[{name: nosuchdefense}]"], "unknown defense"),
     (["checkpoint=/nonexistent/last.ckpt"], "file not found"),
     (["eps=[0,-0.1]"], "eps"),
+    (["autoattack.enabled=true", "autoattack.attacks=[apgd-ce]"], "autoattack.attacks: only read with version=custom"),
 ])
 def test_bad_config_exits_2_with_one_line(args, words, tmp_path):
     r = _run(f"out={tmp_path}", *args, timeout=120)

@@ -197,6 +197,9 @@ def _validate_evaluate(cfg: DictConfig) -> None:
             raise ConfigError(f"autoattack.attacks: unknown attack '{name}'; allowed: {', '.join(known_aa)}")
     if aa.version == "custom" and aa.enabled and not aa.attacks:
         raise ConfigError("autoattack.attacks: version=custom needs a list of attacks, e.g. [apgd-ce]")
+    if aa.version != "custom" and aa.enabled and aa.attacks:
+        raise ConfigError(f"autoattack.attacks: only read with version=custom (version={aa.version} runs its own "
+                          "set): set autoattack.attacks=[] or autoattack.version=custom")
     if aa.eps is not None and aa.eps < 0:
         raise ConfigError(f"autoattack.eps: must be >= 0, got {aa.eps}")
     if aa.limit is not None and aa.limit < 1:
