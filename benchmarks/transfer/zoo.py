@@ -2,8 +2,9 @@
 checkpoint lives, and how far its training got (status, checkpoint epochs, training time: read by both
 :mod:`.train_zoo` and the model card :mod:`.zoo_card`, which imports nothing of the driver).
 
-Every model is made by ``python train.py experiment=zoo_<name> out=<root>/<name>`` (configs in
-``configs/experiment/zoo_*.yaml``); ``--quick`` adds :data:`QUICK_OVERRIDES` so the whole zoo trains
+Every model is made by ``python train.py experiment=<experiment> out=<root>/<name>``: ``zoo_<name>``
+(``configs/experiment/zoo_*.yaml``), and for the secured targets the adversarial-training study's
+``at_<name>`` (``configs/experiment/at_*.yaml``, issue 15); ``--quick`` adds :data:`QUICK_OVERRIDES` so the whole zoo trains
 in a few minutes on 2 CPU cores (weak models, for checking the pipeline only).
 """
 from __future__ import annotations
