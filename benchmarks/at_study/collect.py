@@ -13,6 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from benchmarks.transfer.zoo import train_seconds, zoo_model
+from benchmarks.transfer.zoo_curves import read_curve as zoo_curve
 from benchmarks.transfer.zoo_weights import WEIGHTS_DIR
 from tpa_lightning.evaluation.provenance import model_fingerprint
 from tpa_lightning.evaluation.report import per_image_columns
@@ -28,6 +29,8 @@ TRANSFER_ATTACKS: tuple[str, ...] = ("tpa", "mi", "di", "vt", "pgn", "ssa", "bsr
 #: The transferability benchmark's committed results and run record.
 RESULTS_CSV = REPO / "docs" / "results" / "results.csv"
 RUN_JSON = REPO / "docs" / "results" / "run.json"
+#: metrics.csv columns of the study's learning curves, and their names
+CURVE_COLUMNS = {"val/clean_acc": "val_clean", "val/adv_acc": "val_robust", "train/adv_acc": "train_robust"}
 
 
 @dataclass
@@ -81,14 +84,7 @@ def read_curve(path: Path) -> list[dict[str, float]]:
     """Per epoch (1-based): validation clean and robust accuracy train.py logged (metrics.csv)."""
     if not path.is_file():
         return []
-    rows: dict[int, dict[str, float]] = {}
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            for col, key in (("val/clean_acc", "val_clean"), ("val/adv_acc", "val_robust"),
-                             ("train/adv_acc", "train_robust")):
-                if r.get(col):
-                    rows.setdefault(int(float(r["epoch"])) + 1, {})[key] = float(r[col])
-    return [{"epoch": float(e), **rows[e]} for e in sorted(rows)]
+    return [{**r, "epoch": r["epoch"] + 1} for r in zoo_curve(path, CURVE_COLUMNS)]
 
 
 def training_of(name: str, weights: Path = WEIGHTS_DIR) -> Training:

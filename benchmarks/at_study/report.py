@@ -2,11 +2,12 @@
 written as README.md, study.csv, paired.csv and study.json (plain files)."""
 from __future__ import annotations
 
-import csv
 import json
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.transfer.report import write_csv
 
 from .collect import ModelFacts
 from .evaluations import EPS
@@ -89,13 +90,6 @@ def model_card(m: ModelFacts) -> dict[str, Any]:
                         "checkpoint selected on validation PGD-10, never on test images"}
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["model"])
-        w.writeheader()
-        w.writerows(rows)
-
-
 def markdown(models: list[ModelFacts], rows: list[dict[str, Any]], paired: list[dict[str, Any]],
              figures: list[str]) -> str:
     lines = ["# Adversarial-training study (CIFAR-10, L-inf 8/255)", "",
@@ -151,8 +145,8 @@ def write_study(models: list[ModelFacts], out: Path) -> list[Path]:
     rows, paired = table_rows(models), paired_rows(models)
     figures = [name for name, fn in (("robust_vs_time.png", robust_vs_time), ("curves.png", learning_curves))
                if fn(models, out / name)]
-    _write_csv(out / "study.csv", rows)
-    _write_csv(out / "paired.csv", paired)
+    write_csv(out / "study.csv", rows)
+    write_csv(out / "paired.csv", paired)
     cards = {"models": [model_card(m) for m in models], "paired": paired, "floors": FLOORS}
     (out / "study.json").write_text(json.dumps(cards, indent=2, default=str))
     (out / "README.md").write_text(markdown(models, rows, paired, figures))

@@ -29,16 +29,17 @@ from .zoo import ZOO
 COLUMNS = {"train/clean_acc": "train_clean_acc", "val/clean_acc": "val_clean_acc"}
 
 
-def read_curve(metrics_csv: Path) -> list[dict[str, float]]:
-    """One row per epoch (0-based ``epoch``) with the columns of :data:`COLUMNS` that were logged.
+def read_curve(metrics_csv: Path, columns: dict[str, str] = COLUMNS) -> list[dict[str, float]]:
+    """One row per epoch (0-based ``epoch``) with the ``columns`` (metrics.csv name -> name given;
+    default :data:`COLUMNS`) that were logged.
 
     Lightning's CSVLogger writes the training and the validation metrics of an epoch on separate
     rows; they are merged here by epoch."""
     by_epoch: dict[int, dict[str, float]] = {}
     with metrics_csv.open() as f:
         for row in csv.DictReader(f):
-            epoch = int(row["epoch"])
-            for col, name in COLUMNS.items():
+            epoch = int(float(row["epoch"]))
+            for col, name in columns.items():
                 if row.get(col):
                     by_epoch.setdefault(epoch, {"epoch": float(epoch)})[name] = float(row[col])
     return [by_epoch[e] for e in sorted(by_epoch)]
