@@ -15,11 +15,11 @@ from omegaconf import OmegaConf
 from benchmarks.transfer.zoo import train_seconds, zoo_model
 from benchmarks.transfer.zoo_curves import read_curve as zoo_curve
 from benchmarks.transfer.zoo_weights import WEIGHTS_DIR
-from tpa_lightning.evaluation.provenance import model_fingerprint
+from tpa_lightning.evaluation.provenance import file_sha256, model_fingerprint
 from tpa_lightning.evaluation.report import per_image_columns
 from tpa_lightning.models import build_model
 
-from .evaluations import EVAL_DIR, REPO, report_path
+from .evaluations import EVAL_DIR, REPO, report_path, reported_checkpoint
 
 #: What each study model trains on (table label).
 OBJECTIVE_LABELS = {"fast_at": "fast-AT (FGSM-RS)", "pgd_at": "PGD-AT (PGD-3)", "trades": "TRADES (beta 6, 3 steps)",
@@ -68,6 +68,8 @@ class Evaluation:
     sanity_warnings: list[str] = field(default_factory=list)
     checkpoint_sha256: str | None = None
     seconds: float | None = None
+    #: reports left out because they were made on other weights (``<name><suffix>``)
+    stale: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -115,11 +117,21 @@ def _pgd_label(report: dict[str, Any], steps: int) -> str | None:
                  if r["settings"]["name"] == "pgd" and int(r["settings"]["steps"]) == steps), None)
 
 
-def evaluation_of(name: str, eval_dir: Path = EVAL_DIR) -> Evaluation:
-    """Clean, PGD-20, PGD-100 and APGD-CE + APGD-T on the 1,000 images; AutoAttack standard on 200."""
+def evaluation_of(name: str, eval_dir: Path = EVAL_DIR, checkpoint_sha256: str | None = None) -> Evaluation:
+    """Clean, PGD-20, PGD-100 and APGD-CE + APGD-T on the 1,000 images; AutoAttack standard on 200.
+    With ``checkpoint_sha256`` (the committed checkpoint file's), a report made on another file is
+    left out and named in ``stale``."""
     ev = Evaluation()
+
+    def usable(report: Path) -> bool:
+        made_on = reported_checkpoint(report)
+        if checkpoint_sha256 is not None and made_on is not None and made_on != checkpoint_sha256:
+            ev.stale.append(report.parent.name)
+            return False
+        return report.is_file()
+
     main = report_path(name, "", eval_dir)
-    if main.is_file():
+    if usable(main):
         r = json.loads(main.read_text())
         cols = per_image_columns(r)
         eps = float(r["autoattack"]["result"]["eps"]) if r["autoattack"]["result"] else None
@@ -137,7 +149,7 @@ def evaluation_of(name: str, eval_dir: Path = EVAL_DIR) -> Evaluation:
         ev.checkpoint_sha256 = r["model"].get("checkpoint_sha256")
         ev.seconds = r["run"].get("seconds")
     standard = report_path(name, "_aa_standard", eval_dir)
-    if standard.is_file():
+    if usable(standard):
         r = json.loads(standard.read_text())
         aa = r["autoattack"]["result"]
         ev.numbers["aa_standard"], ev.per_image["aa_standard"] = aa["robust"], aa["per_image_robust"]
@@ -184,5 +196,6 @@ def facts_of(name: str, weights: Path = WEIGHTS_DIR, eval_dir: Path = EVAL_DIR,
         return ModelFacts(name, label, None, Training(), Evaluation(), {"status": "pending", "why": "not trained yet"})
     ckpt = weights / name / "checkpoints" / "last.ckpt"
     sha = model_fingerprint(build_model(str(ckpt)))["state_sha256"] if ckpt.is_file() else None
-    return ModelFacts(name, label, sha, training_of(name, weights), evaluation_of(name, eval_dir),
+    file_sha = file_sha256(str(ckpt)) if ckpt.is_file() else None
+    return ModelFacts(name, label, sha, training_of(name, weights), evaluation_of(name, eval_dir, file_sha),
                       transfer_of(name, sha, results_csv, run_json))

@@ -122,6 +122,10 @@ def markdown(models: list[ModelFacts], rows: list[dict[str, Any]], paired: list[
               for m in models if m.evaluation.sanity]
     if sanity:
         lines += ["Sanity checks of the evaluation (Carlini et al. 2019; evaluate.py's): " + "; ".join(sanity) + ".", ""]
+    stale = [s for m in models for s in m.evaluation.stale]
+    if stale:
+        lines += [(f"Left out as stale (made on other weights than the committed ones): {', '.join(stale)}; "
+                   "`python -m benchmarks.at_study --evaluate` re-runs them."), ""]
     lines += ["## TPA-AT against each other objective, paired over the same images", ""]
     if paired:
         lines += [("| vs | metric | TPA-AT minus other (points) [95 % CI] | only TPA-AT right | only other right "

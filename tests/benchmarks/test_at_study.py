@@ -3,6 +3,7 @@ and the numbers of genuine evaluate.py reports (a tiny Fashion-MNIST CNN) carrie
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import shutil
@@ -160,3 +161,56 @@ def test_training_budget_is_passes_per_epoch_times_epochs(tmp_path: Path) -> Non
     t = collect.training_of("tpa_at", tmp_path)
     assert (t.passes_per_epoch, t.epochs, t.passes_per_image) == (4.0, 15, 60.0)
     assert Training().passes_per_image is None
+
+
+def _report_made_on(folder: Path, source: Path, checkpoint_sha256: str | None) -> None:
+    """A copy of the genuine report ``source`` as if evaluate.py had read a checkpoint with that sha256."""
+    folder.mkdir(parents=True, exist_ok=True)
+    report = json.loads(source.read_text())
+    report["model"]["checkpoint_sha256"] = checkpoint_sha256
+    (folder / "report.json").write_text(json.dumps(report))
+
+
+def test_reports_of_other_weights_are_left_out_as_stale(eval_dir: Path, tmp_path: Path) -> None:
+    """A retrained, re-exported model must not inherit its predecessor's numbers."""
+    _report_made_on(tmp_path / "tpa_at", eval_dir / "tpa_at" / "report.json", "old")
+    _report_made_on(tmp_path / "tpa_at_aa_standard", eval_dir / "tpa_at" / "report.json", "new")
+    ev = evaluation_of("tpa_at", tmp_path, checkpoint_sha256="new")
+    assert ev.stale == ["tpa_at"] and "clean" not in ev.numbers and "aa_standard" in ev.numbers
+    same = evaluation_of("tpa_at", tmp_path, checkpoint_sha256="old")
+    assert same.stale == ["tpa_at_aa_standard"] and same.numbers["clean"]["correct"] == json.loads(
+        (eval_dir / "tpa_at" / "report.json").read_text())["clean"]["correct"]
+    models = [ModelFacts("tpa_at", "TPA-AT", None, Training(), ev, {"status": "pending"})]
+    write_study(models, tmp_path / "study")
+    assert "stale" in (tmp_path / "study" / "README.md").read_text()
+
+
+def test_run_evaluations_redoes_a_stale_report_and_keeps_a_current_one(
+        eval_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    weights, out, work = tmp_path / "weights", tmp_path / "eval", tmp_path / "work"
+    ckpt = weights / "tpa_at" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"first weights")
+    first = hashlib.sha256(b"first weights").hexdigest()
+    for suffix in evaluations.RUNS:
+        _report_made_on(out / f"tpa_at{suffix}", eval_dir / "tpa_at" / "report.json", first)
+    (out / "tpa_at" / "per_image.csv").write_text("old\n")
+    ran: list[list[str]] = []
+
+    def fake_evaluate(cmd: list[str], cwd: Path, check: bool) -> None:
+        ran.append(cmd)
+        folder = Path(next(c for c in cmd if c.startswith("out="))[4:])
+        _report_made_on(folder, eval_dir / "tpa_at" / "report.json", hashlib.sha256(ckpt.read_bytes()).hexdigest())
+
+    monkeypatch.setattr(evaluations.subprocess, "run", fake_evaluate)
+    assert evaluations.run_evaluations(("tpa_at",), work, None, out, weights) == []      # both current
+    ckpt.write_bytes(b"retrained weights")
+    assert evaluations.run_evaluations(("tpa_at",), work, None, out, weights) == ["tpa_at", "tpa_at_aa_standard"]
+    assert all(evaluations.is_current("tpa_at", s, out, weights) for s in evaluations.RUNS)
+    assert not (out / "tpa_at" / "per_image.csv").exists()      # the old report's files do not linger
+    assert all(f"checkpoint={ckpt}" in cmd for cmd in ran)
+
+
+def test_the_committed_checkpoint_is_named_relative_to_the_repository() -> None:
+    cmd = evaluations.evaluate_command("tpa_at", "", Path("outputs/at_eval"))
+    assert "checkpoint=benchmarks/transfer/weights/tpa_at/checkpoints/last.ckpt" in cmd
