@@ -84,7 +84,8 @@ TEXT: dict[str, str] = {
                      "||grad_u CE(f(x_adv + u), y)||_2 on the surrogate (the quantity TPA's penalty targets); "
                      "lower = flatter."),
     "def_time": ("- Time: wall seconds to craft the {n} images on the surrogate ('craft s') and images per second; "
-                 "`*` marks a time inflated by other work on the machine (see above). To compare the attacks' "
+                 "`*` marks a time inflated by other work on the machine (see above), `b` a set crafted with bf16 autocast "
+                 "(the others in fp32; section 'Crafting precision'). To compare the attacks' "
                  "costs, use the one-run measurement (section 'Crafting cost of each attack')."),
     # targets
     "weak_targets": ("\n**{n} target(s) at or below {at:.0f} % clean accuracy** ({names}): near chance (10 %), so "

@@ -112,7 +112,7 @@ def markdown(state: RunState, spec: TableSpec, which: str = "all") -> str:
         r = rows.get(a)
         cells = [cell(r.evals.get(c) if r else None, which) for c in spec.columns]
         m = mean_rate(r, spec.black_box, which)
-        mark = "*" if r is not None and r.contended else ""
+        mark = "" if r is None else ("*" if r.contended else "") + ("b" if r.unit.precision == "bf16" else "")
         timing = [f"{r.seconds:.0f}{mark}", f"{r.images_per_s:.2f}{mark}"] if r else ["pending", "pending"]
         lines.append("| " + " | ".join([ATTACK_TITLES.get(a, a)] + cells + [pct(m)] + timing) + " |")
     return "\n".join(lines)

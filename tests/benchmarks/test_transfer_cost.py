@@ -2,6 +2,7 @@
 synthetic Table 1 state, and the report section with its plot."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.transfer import cost, report
+from benchmarks.transfer import cost, report, tables
 from benchmarks.transfer.cost import CostPoint, pareto_labels
 from benchmarks.transfer.results import RunState
+from benchmarks.transfer.settings import ATTACK_TITLES
 
 
 def _front_by_sorting(points: list[CostPoint]) -> set[str]:
@@ -60,3 +62,17 @@ def test_points_and_table_of_a_synthetic_run(table1_state: Callable[..., RunStat
 def test_no_section_without_results(table1_state: Callable[..., RunState], tmp_path: Path) -> None:
     state = table1_state({})
     assert report.cost_section(state, tmp_path, []) is None
+
+
+def test_table_marks_the_crafting_time_of_bf16_and_contended_sets(table1_state: Callable[..., RunState]) -> None:
+    """A table's 'craft s' column mixes precisions and machine loads; each time says which it had."""
+    state = table1_state({"fgsm": 0.2, "mi": 0.3, "tpa": 0.6})
+    by_label = {r.unit.label: r for r in state.results}
+    by_label["mi"].unit = dataclasses.replace(by_label["mi"].unit, precision="bf16")
+    by_label["tpa"].unit = dataclasses.replace(by_label["tpa"].unit, precision="bf16")
+    by_label["tpa"].threads, by_label["tpa"].cpu_seconds = 2, 1.0     # half its threads' time: contended
+    (spec,) = [s for s in tables.table_specs(state) if s.table == "table1"]
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[-2:] for line in tables.markdown(state, spec).splitlines()[2:]}
+    assert [c.strip(" |") for c in rows[ATTACK_TITLES["fgsm"]]] == ["1", "1.00"]
+    assert [c.strip(" |") for c in rows[ATTACK_TITLES["mi"]]] == ["1b", "1.00b"]
+    assert [c.strip(" |") for c in rows[ATTACK_TITLES["tpa"]]] == ["1*b", "1.00*b"]
