@@ -33,19 +33,29 @@ def robust_vs_time(models: list[ModelFacts], path: Path) -> bool:
     return True
 
 
+def curve_points(m: ModelFacts, key: str) -> list[tuple[float, float]]:
+    """(training passes per image spent so far, validation accuracy in %) after each epoch: epoch
+    ``e`` (1-based, as :func:`.collect.read_curve` numbers them) ends after ``e * passes_per_epoch``
+    passes, the matched-compute axis on which objectives of different cost per epoch line up; the
+    epoch itself where the cost is unknown."""
+    per_epoch = m.training.passes_per_epoch or 1.0
+    return [(r["epoch"] * per_epoch, 100 * r[key]) for r in m.training.curve if key in r]
+
+
 def learning_curves(models: list[ModelFacts], path: Path) -> bool:
-    """Validation clean and PGD-10 accuracy per epoch (train.py's validation split), two panels."""
+    """Validation clean and PGD-10 accuracy (train.py's validation split) against the training passes
+    per image spent so far, two panels."""
     curves = [m for m in models if m.training.curve]
     if not curves:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=False)
     for ax, key, title in zip(axes, ("val_clean", "val_robust"), ("clean", "PGD-10 (first 512 images)")):
         for m in curves:
-            pts = [(r["epoch"], 100 * r[key]) for r in m.training.curve if key in r]
+            pts = curve_points(m, key)
             if pts:
                 ax.plot(*zip(*pts), marker=".", label=m.name)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"validation {title} accuracy (%)")
+        ax.set_xlabel("training passes per image so far (fwd + bwd)")
+        ax.set_ylabel(f"validation {title} acc. (%)")
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle("Learning curves (validation split of the training set, 1,000 images)")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from evaluation.helpers import INFO, Rounded, config, fmnist_test_images, trained_cnn
 
-from benchmarks.at_study import collect, evaluations
+from benchmarks.at_study import collect, evaluations, figures
 from benchmarks.at_study.collect import Evaluation, ModelFacts, Training, evaluation_of
 from benchmarks.at_study.paired import compare, holm
 from benchmarks.at_study.report import FLOORS, floors_met, write_study
@@ -214,3 +214,19 @@ def test_run_evaluations_redoes_a_stale_report_and_keeps_a_current_one(
 def test_the_committed_checkpoint_is_named_relative_to_the_repository() -> None:
     cmd = evaluations.evaluate_command("tpa_at", "", Path("outputs/at_eval"))
     assert "checkpoint=benchmarks/transfer/weights/tpa_at/checkpoints/last.ckpt" in cmd
+
+
+def test_learning_curves_are_drawn_against_the_passes_spent(tmp_path: Path) -> None:
+    """The matched-compute axis: after epoch e (1-based) a run has spent e * passes-per-epoch passes."""
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("epoch,step,val/clean_acc,val/adv_acc\n0,10,0.5,0.25\n1,20,0.625,0.375\n")
+    fast = ModelFacts("fast_at", "fast-AT", None, Training(passes_per_epoch=2.0, curve=collect.read_curve(metrics)),
+                      Evaluation(), {})
+    trades = ModelFacts("trades", "TRADES", None, Training(passes_per_epoch=5.0, curve=collect.read_curve(metrics)),
+                        Evaluation(), {})
+    assert figures.curve_points(fast, "val_clean") == [(2.0, 50.0), (4.0, 62.5)]
+    assert figures.curve_points(trades, "val_robust") == [(5.0, 25.0), (10.0, 37.5)]
+    unknown = ModelFacts("x", "x", None, Training(curve=collect.read_curve(metrics)), Evaluation(), {})
+    assert [x for x, _ in figures.curve_points(unknown, "val_clean")] == [1.0, 2.0]
+    assert figures.learning_curves([fast, trades], tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
