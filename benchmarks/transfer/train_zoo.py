@@ -25,6 +25,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -175,14 +176,27 @@ def uses_committed_weights(root: Path, quick: bool) -> bool:
     return not quick and resolve_root(root) == resolve_root(DEFAULT_ROOT)
 
 
-def export_zoo(root: Path) -> list[Path]:
-    """Copy every finished model of ``root`` (and the NRP purifier, if trained) into the committed
-    :data:`~benchmarks.transfer.zoo_weights.WEIGHTS_DIR`."""
-    out = [p for m in ZOO if model_status(m, root) == "done" and (p := export_model(m, root)) is not None]
+def export_zoo(root: Path, names: Sequence[str] | None = None) -> list[Path]:
+    """Copy the finished models ``names`` of ``root`` (default: every finished one, and the NRP
+    purifier if trained) into the committed :data:`~benchmarks.transfer.zoo_weights.WEIGHTS_DIR`;
+    naming models keeps an older run elsewhere in ``root`` from replacing newer committed weights."""
+    chosen = [m for m in ZOO if names is None or m.name in names]
+    out = [p for m in chosen if model_status(m, root) == "done" and (p := export_model(m, root)) is not None]
     purifier = root / PURIFIER / "purifier.pt"
-    if purifier.is_file():
+    if names is None and purifier.is_file():
         out.append(export_purifier(purifier))
     return out
+
+
+def write_committed_card(n_images: int, out_dir: Path = RESULTS) -> tuple[Path, Path]:
+    """The model card of the committed weights, whatever root they were exported from: every zoo model
+    is restored from :data:`~benchmarks.transfer.zoo_weights.WEIGHTS_DIR` into a scratch folder and
+    described there (its commands shown with the default root, where the benchmark restores them)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in ZOO:
+            restore_model(m, Path(tmp))
+        return write_card(list(ZOO), Path(tmp), False, out_dir, n_images=n_images,
+                          display_root=_display_root(resolve_root(DEFAULT_ROOT)))
 
 
 def card_folder(root: Path, quick: bool, export: bool) -> Path:
@@ -210,8 +224,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"model folder (default {DEFAULT_ROOT}; {QUICK_ROOT} with --quick)")
     parser.add_argument("--force", action="store_true", help="retrain the named models even where they exist")
     parser.add_argument("--export", action="store_true",
-                        help=f"after training, copy the finished full-zoo weights into {WEIGHTS_DIR} "
-                             "(committed, so that later runs restore instead of training)")
+                        help=f"after training, copy the finished named models (default: all) into {WEIGHTS_DIR} "
+                             "(committed, so that later runs restore instead of training) and write "
+                             "docs/results/zoo.{md,json} from the committed weights")
     parser.add_argument("--images", type=int, default=1000,
                         help="test images for the clean accuracy (class-balanced, deterministic; "
                              "default 1000)")
@@ -241,11 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.quick:
             print("error: --export is for the full zoo only (quick models are never committed)", file=sys.stderr)
             return 2
-        for p in export_zoo(root):
+        for p in export_zoo(root, args.names or None):
             print(f"[zoo] exported {p}")
-    out_dir = card_folder(root, args.quick, args.export)
-    md, js = write_card(list(ZOO), root, args.quick, out_dir, n_images=args.images,
-                        display_root=_display_root(root))
+        md, js = write_committed_card(args.images)
+    else:
+        md, js = write_card(list(ZOO), root, args.quick, card_folder(root, args.quick, args.export),
+                            n_images=args.images, display_root=_display_root(root))
     print(f"[zoo] model card: {md} and {js}")
     return status
 

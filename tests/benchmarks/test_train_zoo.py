@@ -207,3 +207,27 @@ def test_a_finished_model_linked_into_another_root_is_used_as_it_is(tmp_path: Pa
     (tmp_path / "a" / "vgg" / RUN_RECORD).write_text(json.dumps(record))
     with pytest.raises(ValueError, match="force"):
         ensure_zoo(["vgg"], root=tmp_path / "b")
+
+
+def test_export_copies_only_the_named_models_and_describes_the_committed_weights(
+        tmp_path: Path, fake: FakeTrain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exporting one model from a root that also holds older runs must neither replace the other
+    committed weights nor leave a card of that root's models only."""
+    ensure_zoo(["vgg", "vit"], root=tmp_path / "runs")                  # both finished there
+    exported: list[str] = []
+    restored: list[str] = []
+    cards: list[tuple[Path, Path, Path | None]] = []
+    monkeypatch.setattr(train_zoo, "export_model", lambda m, root: exported.append(m.name) or root / m.name)
+    monkeypatch.setattr(train_zoo, "restore_model", lambda m, root: restored.append(m.name) or True)
+
+    def fake_card(models: list[Any], root: Path, quick: bool, out_dir: Path, **kw: Any) -> tuple[Path, Path]:
+        cards.append((root, out_dir, kw.get("display_root")))
+        return out_dir / "zoo.md", out_dir / "zoo.json"
+
+    monkeypatch.setattr(train_zoo, "write_card", fake_card)
+    assert main(["--root", str(tmp_path / "runs"), "--export", "vgg"]) == 0
+    assert exported == ["vgg"]
+    assert restored == [m.name for m in ZOO]                             # the card's models: all committed ones
+    (root, out_dir, display), = cards
+    assert out_dir == train_zoo.RESULTS and root != tmp_path / "runs" and display == Path("outputs/zoo")
+    assert train_zoo.export_zoo(tmp_path / "runs") and exported[1:] == ["vgg", "vit"]   # no names: every finished one
