@@ -19,7 +19,7 @@ from tpa_lightning.evaluation.provenance import file_sha256, model_fingerprint
 from tpa_lightning.evaluation.report import per_image_columns
 from tpa_lightning.models import build_model
 
-from .evaluations import EVAL_DIR, REPO, report_path, reported_checkpoint
+from .evaluations import EVAL_DIR, REPO, report_path
 
 #: What each study model trains on (table label).
 OBJECTIVE_LABELS = {"fast_at": "fast-AT (FGSM-RS)", "pgd_at": "PGD-AT (PGD-3)", "trades": "TRADES (beta 6, 3 steps)",
@@ -123,16 +123,19 @@ def evaluation_of(name: str, eval_dir: Path = EVAL_DIR, checkpoint_sha256: str |
     left out and named in ``stale``."""
     ev = Evaluation()
 
-    def usable(report: Path) -> bool:
-        made_on = reported_checkpoint(report)
+    def usable(path: Path) -> dict[str, Any] | None:
+        """The report at ``path``, or None when it is missing or stale (then named in ``ev.stale``)."""
+        if not path.is_file():
+            return None
+        report: dict[str, Any] = json.loads(path.read_text())
+        made_on = report.get("model", {}).get("checkpoint_sha256")
         if checkpoint_sha256 is not None and made_on is not None and made_on != checkpoint_sha256:
-            ev.stale.append(report.parent.name)
-            return False
-        return report.is_file()
+            ev.stale.append(path.parent.name)
+            return None
+        return report
 
-    main = report_path(name, "", eval_dir)
-    if usable(main):
-        r = json.loads(main.read_text())
+    r = usable(report_path(name, "", eval_dir))
+    if r is not None:
         cols = per_image_columns(r)
         eps = float(r["autoattack"]["result"]["eps"]) if r["autoattack"]["result"] else None
         ev.numbers["clean"], ev.per_image["clean"] = r["clean"], r["clean"]["per_image"]
@@ -148,9 +151,8 @@ def evaluation_of(name: str, eval_dir: Path = EVAL_DIR, checkpoint_sha256: str |
         ev.sanity_warnings = list(r["sanity"]["warnings"])
         ev.checkpoint_sha256 = r["model"].get("checkpoint_sha256")
         ev.seconds = r["run"].get("seconds")
-    standard = report_path(name, "_aa_standard", eval_dir)
-    if usable(standard):
-        r = json.loads(standard.read_text())
+    r = usable(report_path(name, "_aa_standard", eval_dir))
+    if r is not None:
         aa = r["autoattack"]["result"]
         ev.numbers["aa_standard"], ev.per_image["aa_standard"] = aa["robust"], aa["per_image_robust"]
         ev.numbers["aa_standard_clean"] = aa["clean"]
