@@ -199,14 +199,15 @@ def write_committed_card(n_images: int, out_dir: Path = RESULTS) -> tuple[Path, 
                           display_root=_display_root(resolve_root(DEFAULT_ROOT)))
 
 
-def card_folder(root: Path, quick: bool, export: bool) -> Path:
-    """Where the model card of a run over ``root`` goes: ``docs/results/quick`` for the quick zoo,
-    ``docs/results`` for the default root or with ``--export`` (the committed card describes the committed
-    weights), else ``root`` itself, so that training one model elsewhere (a retrain in its own folder)
-    never overwrites the committed card with a card of that folder."""
+def card_folder(root: Path, quick: bool) -> Path:
+    """Where the model card of a run over ``root`` without ``--export`` goes (with it, the card of the
+    committed weights goes to ``docs/results``: :func:`write_committed_card`): ``docs/results/quick``
+    for the quick zoo, ``docs/results`` for the default root, else ``root`` itself, so that training one
+    model elsewhere (a retrain in its own folder) never overwrites the committed card with a card of
+    that folder."""
     if quick:
         return RESULTS / "quick"
-    if export or root.resolve() == resolve_root(DEFAULT_ROOT, False).resolve():
+    if root.resolve() == resolve_root(DEFAULT_ROOT, False).resolve():
         return RESULTS
     return root
 
@@ -260,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[zoo] exported {p}")
         md, js = write_committed_card(args.images)
     else:
-        md, js = write_card(list(ZOO), root, args.quick, card_folder(root, args.quick, args.export),
+        md, js = write_card(list(ZOO), root, args.quick, card_folder(root, args.quick),
                             n_images=args.images, display_root=_display_root(root))
     print(f"[zoo] model card: {md} and {js}")
     return status

@@ -153,10 +153,10 @@ def test_heldout_images_are_the_test_images_the_benchmark_never_uses() -> None:
 def test_the_committed_card_is_written_only_for_the_default_root_or_export(tmp_path: Path, fake: FakeTrain,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     results = train_zoo.RESULTS
-    assert train_zoo.card_folder(resolve_root(), quick=False, export=False) == results
-    assert train_zoo.card_folder(tmp_path, quick=False, export=True) == results
-    assert train_zoo.card_folder(tmp_path, quick=True, export=False) == results / "quick"
-    assert train_zoo.card_folder(tmp_path, quick=False, export=False) == tmp_path
+    assert train_zoo.card_folder(resolve_root(), quick=False) == results
+    assert train_zoo.card_folder(tmp_path, quick=True) == results / "quick"
+    assert train_zoo.card_folder(tmp_path, quick=False) == tmp_path
+    # with --export the card goes to docs/results too: test_export_copies_only_the_named_models_...
     written: list[Path] = []
 
     def fake_card(models: list[Any], root: Path, quick: bool, out_dir: Path, **kw: Any) -> tuple[Path, Path]:
